@@ -30,25 +30,44 @@ _LN2 = np.log(2.0)
 
 
 def _sorted_segments(Q, tau):
-    """Queues sorted in decreasing order, their caps ``Q/tau`` and the segment starts."""
+    """Queues sorted in decreasing order, their caps ``Q/tau`` and the segment starts.
+
+    Works on the leading dimensions flattened to one (``(B, N)``) with plain fancy indexing,
+    which is several times faster than ``take_along_axis`` on the small arrays of an env step.
+    """
     Q = np.asarray(Q, dtype=float)
-    order = np.argsort(-Q, axis=-1, kind="stable")
-    Qs = np.take_along_axis(Q, order, axis=-1)
-    caps = Qs / np.asarray(tau, dtype=float)[..., None]
+    lead, n = Q.shape[:-1], Q.shape[-1]
+    Qf = Q.reshape(-1, n)
+    rows = np.arange(Qf.shape[0])[:, None]
+    order = np.argsort(-Qf, axis=-1, kind="stable")
+    Qs = Qf[rows, order]
+    tau = np.asarray(tau, dtype=float)
+    caps = Qs / (tau.reshape(-1, 1) if tau.ndim else tau)
     starts = np.cumsum(caps, axis=-1) - caps
-    return order, Qs, caps, starts
+    return (lead, rows, order), Qs, caps, starts
 
 
-def _fill(total, order, caps, starts):
-    """Greedy fill of ``total`` over the sorted caps, scattered back to the original order."""
-    xs = np.clip(total[..., None] - starts, 0.0, caps)
+def _bcast_lead(value, Q):
+    """A scalar parameter as is; an array parameter broadcast to ``Q``'s leading shape."""
+    value = np.asarray(value, dtype=float)
+    if value.ndim == 0:
+        return value
+    return np.broadcast_to(value, np.shape(Q)[:-1])
+
+
+def _flat(value):
+    """A scalar stays a scalar; a per-batch array becomes a ``(B, 1)`` column."""
+    value = np.asarray(value, dtype=float)
+    return value if value.ndim == 0 else value.reshape(-1, 1)
+
+
+def _fill(total, index, caps, starts):
+    """Greedy fill of ``total`` (``(B, 1)`` or scalar) over the sorted caps, back in original order."""
+    lead, rows, order = index
+    xs = np.minimum(np.maximum(total - starts, 0.0), caps)
     x = np.empty_like(xs)
-    np.put_along_axis(x, order, xs, axis=-1)
-    return x
-
-
-def _bcast(value, shape):
-    return np.broadcast_to(np.asarray(value, dtype=float), shape)
+    x[rows, order] = xs
+    return x.reshape(lead + (xs.shape[-1],))
 
 
 def allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
@@ -59,15 +78,13 @@ def allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
 
     ``Q``: local backlogs in cycles, shape ``(..., N)``; ``weight`` in cycles^2/J.
     """
-    Q = np.asarray(Q, dtype=float)
-    lead = Q.shape[:-1]
-    order, Qs, caps, starts = _sorted_segments(Q, _bcast(tau, lead))
-    denom = 3.0 * _bcast(weight, lead) * _bcast(kappa, lead)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        root = np.where(denom[..., None] > 0, np.sqrt(Qs / denom[..., None]), np.inf)
-    total = np.clip(root - starts, 0.0, caps).sum(axis=-1)
-    total = np.minimum(total, _bcast(f_max, lead))
-    return _fill(total, order, caps, starts)
+    index, Qs, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
+    denom = 3.0 * _flat(_bcast_lead(weight, Q)) * _flat(_bcast_lead(kappa, Q))
+    # root = sqrt(Q / denom), +inf where the energy price is zero.
+    root = np.sqrt(np.divide(Qs, denom, out=np.full(Qs.shape, np.inf), where=denom > 0))
+    total = np.minimum(np.maximum(root - starts, 0.0), caps).sum(axis=-1, keepdims=True)
+    total = np.minimum(total, _flat(_bcast_lead(f_max, Q)))
+    return _fill(total, index, caps, starts)
 
 
 def allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
@@ -80,23 +97,23 @@ def allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
     ``weight`` in bits^2/J; ``noise_psd`` in W/Hz.  Returns ``(rate (..., N), power (...))``.
     """
     Q = np.asarray(Q, dtype=float)
-    lead = Q.shape[:-1]
-    gain = _bcast(gain, lead)
-    b = _bcast(bandwidth, lead)
-    n0 = _bcast(noise_psd, lead)
-    w = _bcast(weight, lead)
-    order, Qs, caps, starts = _sorted_segments(Q, _bcast(tau, lead))
-    # Stationary rate on each segment: weight * p'(R) = Q_(k), p'(R) = N0 ln2 / h * 2^(R/b).
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        arg = Qs * gain[..., None] / (w[..., None] * n0[..., None] * _LN2)
-        root = np.where(w[..., None] > 0, b[..., None] * np.log2(arg), np.inf)
-        r_max = b * np.log2(1.0 + _bcast(p_max, lead) * gain / (b * n0))
-    root = np.nan_to_num(root, nan=-np.inf)
-    total = np.minimum(np.clip(root - starts, 0.0, caps).sum(axis=-1), r_max)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        power = np.where(total > 0, b * n0 / gain * np.expm1(total * _LN2 / b), 0.0)
-    power = np.minimum(power, _bcast(p_max, lead))
-    return _fill(total, order, caps, starts), power
+    gain = _flat(_bcast_lead(gain, Q))
+    b = _flat(_bcast_lead(bandwidth, Q))
+    n0 = _flat(_bcast_lead(noise_psd, Q))
+    w = _flat(_bcast_lead(weight, Q))
+    pmax = _flat(_bcast_lead(p_max, Q))
+    index, Qs, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
+    # Stationary rate on each segment: weight * p'(R) = Q_(k), p'(R) = N0 ln2 / h * 2^(R/b),
+    # i.e. root = b log2(Q h / (weight N0 ln2)); +inf for a free power, -inf for Q h = 0.
+    price = w * n0 * _LN2
+    arg = np.divide(Qs * gain, price, out=np.full(Qs.shape, np.inf), where=price > 0)
+    root = b * np.log2(arg, out=np.full(Qs.shape, -np.inf), where=arg > 0)
+    r_max = b * np.log2(1.0 + pmax * gain / (b * n0))
+    total = np.minimum(np.minimum(np.maximum(root - starts, 0.0), caps).sum(axis=-1, keepdims=True), r_max)
+    # Power that achieves the total rate (0 when nothing is sent, including a zero gain).
+    need = b * n0 * np.expm1(total * _LN2 / b)
+    power = np.minimum(np.divide(need, gain, out=np.zeros(need.shape), where=total > 0), pmax)
+    return _fill(total, index, caps, starts), power.reshape(Q.shape[:-1])
 
 
 def allocate_edge_cpu(Q, *, tau, f_max):
@@ -105,7 +122,5 @@ def allocate_edge_cpu(Q, *, tau, f_max):
     maximise ``sum_k tau Q_k f_k`` s.t. ``sum_k f_k <= f_max``, ``0 <= f_k <= Q_k / tau``:
     serve the largest backlogs first, the threshold queue gets the remainder.
     """
-    Q = np.asarray(Q, dtype=float)
-    lead = Q.shape[:-1]
-    order, _, caps, starts = _sorted_segments(Q, _bcast(tau, lead))
-    return _fill(_bcast(f_max, lead).copy(), order, caps, starts)
+    index, _, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
+    return _fill(_flat(_bcast_lead(f_max, Q)), index, caps, starts)

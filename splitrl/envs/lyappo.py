@@ -94,8 +94,7 @@ class LyaPPOSystem:
         self.partition = np.asarray(partition, dtype=np.int64).reshape(M, N)
         cl, bits, ce = self.workloads(self.partition)
         tr = {k: np.zeros((G, M, N)) for k in SLOT_KEYS_MN}
-        tr.update({k: np.zeros((G, M)) for k in SLOT_KEYS_M})
-        tr["rate_max"] = np.zeros((G, M))
+        tr["power"], tr["gain"] = np.zeros((G, M)), np.zeros((G, M))
         completed = np.zeros((M, N), dtype=np.int64)
         latency = np.zeros((M, N))
         work = np.zeros((3, M, N))
@@ -116,11 +115,12 @@ class LyaPPOSystem:
             tr["Q_local"][g], tr["Q_tx"][g], tr["Q_edge"][g] = Q
             tr["f_local"][g], tr["rate"][g], tr["f_edge"][g] = f_l, rate, f_e
             tr["power"][g], tr["gain"][g] = power, gain
-            tr["rate_max"][g] = shannon_rate(s.p_max_w, gain, bandwidth_hz=self._b,
-                                             noise_psd_w_per_hz=self._noise)
-            tr["energy_local"][g] = local_energy(f_l, tau_s=tau, kappa=s.energy_coefficient)
-            tr["energy_tx"][g] = transmission_energy(power, tau_s=tau)
             self.slot += 1
+        # Per-slot quantities that need no feedback are computed for the whole period at once.
+        tr["rate_max"] = shannon_rate(s.p_max_w, tr["gain"], bandwidth_hz=self._b,
+                                      noise_psd_w_per_hz=self._noise)
+        tr["energy_local"] = local_energy(tr["f_local"], tau_s=tau, kappa=s.energy_coefficient)
+        tr["energy_tx"] = transmission_energy(tr["power"], tau_s=tau)
         return {"slots": tr, "completed": completed, "latency_slots": latency}
 
 

@@ -104,34 +104,34 @@ class TaskPipeline:
         completed = np.zeros(self.shape, dtype=np.int64)
         latency = np.zeros(self.shape)
         moving = []
+        M, N = self.shape
+        rows_idx = np.arange(M * N)
+        lanes = np.arange(self.capacity)
         for s in range(3):
-            cnt = self.count[s]
+            cnt = self.count[s].reshape(-1)
             if not cnt.any():
                 continue
-            q = self.tasks[s]
+            q = self.tasks[s].reshape(M * N, self.capacity, 4)  # a view
             cum = np.cumsum(q[..., _REM], axis=-1)
-            total = cum[..., -1]
-            served = np.minimum(work[s], total)
-            valid = np.arange(self.capacity) < cnt[..., None]
-            done = valid & (cum <= (served + tol * total + 1e-9)[..., None])
-            b = done.sum(axis=-1)
-            if not b.any() and not served.any():
+            total = cum[:, -1]
+            served = np.minimum(work[s].reshape(-1), total)
+            if not served.any():
                 continue
+            done = (lanes < cnt[:, None]) & (cum <= (served + tol * total + 1e-9)[:, None])
+            b = done.sum(axis=-1)
             # Partial service of the new head.
-            prev = np.where(b > 0, np.take_along_axis(cum, np.maximum(b - 1, 0)[..., None], -1)[..., 0], 0.0)
+            prev = np.where(b > 0, cum[rows_idx, np.maximum(b - 1, 0)], 0.0)
             head = np.minimum(b, self.capacity - 1)
-            partial = (b < cnt)
-            rem = np.take_along_axis(q[..., _REM], head[..., None], -1)[..., 0]
-            rem = np.where(partial, np.maximum(rem - np.maximum(served - prev, 0.0), 0.0), rem)
-            np.put_along_axis(q[..., _REM], head[..., None], rem[..., None], -1)
+            partial = b < cnt
+            rem = q[rows_idx, head, _REM]
+            q[rows_idx, head, _REM] = np.where(partial, np.maximum(rem - np.maximum(served - prev, 0.0), 0.0), rem)
             if b.any():
-                m, n, l = np.nonzero(done)
-                moving.append((s + 1, m, n, q[m, n, l].copy()))
-                idx = np.minimum(np.arange(self.capacity) + b[..., None], self.capacity - 1)
-                shifted = np.take_along_axis(q, idx[..., None], axis=-2)
-                keep = np.arange(self.capacity) < (cnt - b)[..., None]
-                self.tasks[s] = np.where(keep[..., None], shifted, 0.0)
-                self.count[s] = cnt - b
+                r, l = np.nonzero(done)
+                moving.append((s + 1, r // N, r % N, q[r, l].copy()))
+                idx = np.minimum(lanes + b[:, None], self.capacity - 1)
+                keep = lanes < (cnt - b)[:, None]
+                q[...] = np.where(keep[..., None], q[rows_idx[:, None], idx], 0.0)
+                self.count[s] = (cnt - b).reshape(M, N)
         for nxt, m, n, rows in moving:
             # Tasks with no further work leave the system.
             rest = np.zeros(len(m), dtype=bool)

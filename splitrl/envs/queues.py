@@ -8,9 +8,11 @@ first-come-first-served, and moves to the next stage with positive work at the e
 which it finishes; new arrivals are appended at the end of the slot too, so the backlog seen by
 the allocators in slot ``t`` is ``Q(t)`` of eqs. (7)-(9).
 
-Storage is a padded array per stage of shape ``(M, N, L, 4)`` holding, per queued task, its
-remaining work in this stage, its transmission bits, its edge cycles and its arrival slot; the
-queue's head is index 0.  ``L`` grows by doubling when a queue overflows.
+The pipeline holds a queue triple for every index of an arbitrary ``shape`` (``(M, N)`` for one
+env, ``(B, M, N)`` for a batch).  Storage is a padded array per stage of shape ``(R, L, 4)`` with
+``R = prod(shape)`` rows holding, per queued task, its remaining work in this stage, its
+transmission bits, its edge cycles and the time it became available (in slots); the head of a
+queue is lane 0.  ``L`` grows by doubling when a queue overflows.
 """
 
 from __future__ import annotations
@@ -19,31 +21,42 @@ import numpy as np
 
 LOCAL, TX, EDGE = 0, 1, 2
 _REM, _BITS, _EDGE, _ARRIVAL = 0, 1, 2, 3
+_NEXT_WORK = {TX: _BITS, EDGE: _EDGE}
 
 
 class TaskPipeline:
-    def __init__(self, num_devices: int, num_services: int, capacity: int = 16):
-        self.shape = (num_devices, num_services)
-        self.tasks = np.zeros((3, num_devices, num_services, capacity, 4))
-        self.count = np.zeros((3, num_devices, num_services), dtype=np.int64)
+    def __init__(self, shape: tuple[int, ...], capacity: int = 8):
+        self.shape = tuple(shape)
+        rows = int(np.prod(self.shape))
+        self.tasks = np.zeros((3, rows, capacity, 4))
+        self.count = np.zeros((3, rows), dtype=np.int64)
+        self._rows = np.arange(rows)
 
     def copy(self) -> "TaskPipeline":
-        new = TaskPipeline.__new__(TaskPipeline)
-        new.shape = self.shape
+        new = object.__new__(TaskPipeline)
+        new.__dict__.update(self.__dict__)
         new.tasks = self.tasks.copy()
         new.count = self.count.copy()
         return new
 
+    def broadcast(self, batch: int) -> "TaskPipeline":
+        """``batch`` copies of this pipeline stacked on a new leading axis (shape ``(batch, *shape)``)."""
+        new = TaskPipeline((batch,) + self.shape, capacity=self.capacity)
+        new.tasks = np.tile(self.tasks, (1, batch, 1, 1))
+        new.count = np.tile(self.count, (1, batch))
+        return new
+
     @property
     def capacity(self) -> int:
-        return self.tasks.shape[3]
+        return self.tasks.shape[2]
 
     def backlog(self) -> np.ndarray:
-        """Remaining work per stage, shape ``(3, M, N)``: cycles, bits, cycles."""
-        return self.tasks[..., _REM].sum(axis=-1)
+        """Remaining work per stage, shape ``(3, *shape)``: cycles, bits, cycles."""
+        return self.tasks[..., _REM].sum(axis=-1).reshape((3,) + self.shape)
 
     def num_tasks(self) -> np.ndarray:
-        return self.count.copy()
+        """Tasks queued per stage, shape ``(3, *shape)`` (``a^l, a^t, a^e`` of eqs. 10-12)."""
+        return self.count.reshape((3,) + self.shape).copy()
 
     def _ensure(self, needed: int) -> None:
         if needed <= self.capacity:
@@ -51,96 +64,100 @@ class TaskPipeline:
         cap = self.capacity
         while cap < needed:
             cap *= 2
-        grown = np.zeros(self.tasks.shape[:3] + (cap, 4))
-        grown[:, :, :, : self.capacity] = self.tasks
+        grown = np.zeros(self.tasks.shape[:2] + (cap, 4))
+        grown[:, :, : self.capacity] = self.tasks
         self.tasks = grown
 
-    def _append(self, stage: int, m, n, rows: np.ndarray) -> None:
-        """Append ``rows`` (task records) to queues ``(m[i], n[i])`` of ``stage``, in order."""
-        if len(m) == 0:
+    def _append(self, stage: int, rows_idx: np.ndarray, records: np.ndarray) -> None:
+        """Append ``records`` to the queues ``rows_idx`` of ``stage``, keeping their order."""
+        if len(rows_idx) == 0:
             return
-        flat = m * self.shape[1] + n
-        order = np.argsort(flat, kind="stable")
-        m, n, rows, flat = m[order], n[order], rows[order], flat[order]
-        first = np.r_[True, flat[1:] != flat[:-1]]
-        start = np.maximum.accumulate(np.where(first, np.arange(len(flat)), 0))
-        rank = np.arange(len(flat)) - start
-        pos = self.count[stage, m, n] + rank
+        order = np.argsort(rows_idx, kind="stable")
+        rows_idx, records = rows_idx[order], records[order]
+        first = np.r_[True, rows_idx[1:] != rows_idx[:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(len(rows_idx)), 0))
+        pos = self.count[stage, rows_idx] + (np.arange(len(rows_idx)) - start)
         self._ensure(int(pos.max()) + 1)
-        self.tasks[stage, m, n, pos] = rows
-        np.add.at(self.count[stage], (m, n), 1)
+        self.tasks[stage, rows_idx, pos] = records
+        np.add.at(self.count[stage], rows_idx, 1)
+
+    def _route(self, stage: int, rows_idx, records) -> None:
+        """Send task records to the first stage >= ``stage`` with positive work."""
+        for s in range(stage, 3):
+            if len(rows_idx) == 0:
+                return
+            if s > stage:
+                records = records.copy()
+                records[:, _REM] = records[:, _NEXT_WORK[s]]
+            here = records[:, _REM] > 0
+            self._append(s, rows_idx[here], records[here])
+            rows_idx, records = rows_idx[~here], records[~here]
 
     def arrive(self, counts: np.ndarray, c_local: np.ndarray, bits: np.ndarray,
                c_edge: np.ndarray, slot: int) -> None:
-        """New tasks (``counts`` per (m, n)) with the per-(m, n) workloads of the current partition."""
+        """``counts`` new tasks per queue (arrays of ``shape``) arriving during ``slot``.
+
+        Each gets the workloads of its queue's current partition and is stamped with the time it
+        becomes available: the start of slot ``slot + 1``.
+        """
+        counts = counts.reshape(-1)
         if not counts.any():
             return
-        m, n = np.nonzero(counts)
-        reps = counts[m, n]
-        m, n = np.repeat(m, reps), np.repeat(n, reps)
-        # Stamped with the time they become available: the start of the next slot.
-        rows = np.stack([c_local[m, n], bits[m, n], c_edge[m, n], np.full(len(m), slot + 1.0)], -1)
-        self._route(LOCAL, m, n, rows)
-
-    def _route(self, stage: int, m, n, rows) -> None:
-        """Send task records to the first stage >= ``stage`` with positive work (else drop: done)."""
-        for s in range(stage, 3):
-            if len(m) == 0:
-                return
-            if s > stage:
-                rows = rows.copy()
-                rows[:, _REM] = rows[:, _BITS] if s == TX else rows[:, _EDGE]
-            here = rows[:, _REM] > 0
-            self._append(s, m[here], n[here], rows[here])
-            m, n, rows = m[~here], n[~here], rows[~here]
+        rows_idx = np.repeat(self._rows, counts)
+        records = np.stack([c_local.reshape(-1)[rows_idx], bits.reshape(-1)[rows_idx],
+                            c_edge.reshape(-1)[rows_idx], np.full(len(rows_idx), slot + 1.0)], -1)
+        self._route(LOCAL, rows_idx, records)
 
     def serve(self, work: np.ndarray, slot: int, tol: float = 1e-9):
-        """Serve ``work`` (shape ``(3, M, N)``: cycles, bits, cycles this slot) FIFO in every queue.
+        """Serve ``work`` (shape ``(3, *shape)``: cycles, bits, cycles in this slot) FIFO everywhere.
 
-        Tasks finishing a stage move on (at the end of the slot).  Returns ``(completed,
-        latency_slots)``: tasks that left the system this slot per (m, n) and the sum of their
-        latencies in slots (from the end of the arrival slot to the end of this slot).
+        Tasks finishing a stage move on at the end of the slot.  Returns ``(completed,
+        latency_slots)`` of ``shape``: tasks that left the system in this slot and the sum of
+        their latencies in slots (from becoming available to the end of this slot).
         """
-        completed = np.zeros(self.shape, dtype=np.int64)
-        latency = np.zeros(self.shape)
-        moving = []
-        M, N = self.shape
-        rows_idx = np.arange(M * N)
+        R = len(self._rows)
+        completed = np.zeros(R, dtype=np.int64)
+        latency = np.zeros(R)
+        work = work.reshape(3, R)
         lanes = np.arange(self.capacity)
+        moving = []
         for s in range(3):
-            cnt = self.count[s].reshape(-1)
+            cnt = self.count[s]
             if not cnt.any():
                 continue
-            q = self.tasks[s].reshape(M * N, self.capacity, 4)  # a view
+            served = work[s]
+            active = np.nonzero(served > 0)[0]
+            if len(active) == 0:
+                continue
+            q = self.tasks[s, active]  # (A, L, 4) copy of the active queues
+            cnt_a, served = cnt[active], served[active]
             cum = np.cumsum(q[..., _REM], axis=-1)
             total = cum[:, -1]
-            served = np.minimum(work[s].reshape(-1), total)
-            if not served.any():
-                continue
-            done = (lanes < cnt[:, None]) & (cum <= (served + tol * total + 1e-9)[:, None])
+            served = np.minimum(served, total)
+            done = (lanes < cnt_a[:, None]) & (cum <= (served + tol * total + 1e-9)[:, None])
             b = done.sum(axis=-1)
-            # Partial service of the new head.
-            prev = np.where(b > 0, cum[rows_idx, np.maximum(b - 1, 0)], 0.0)
+            ar = np.arange(len(active))
+            # The first unfinished task (if any) is served by what is left after the finished ones.
+            prev = np.where(b > 0, cum[ar, np.maximum(b - 1, 0)], 0.0)
             head = np.minimum(b, self.capacity - 1)
-            partial = b < cnt
-            rem = q[rows_idx, head, _REM]
-            q[rows_idx, head, _REM] = np.where(partial, np.maximum(rem - np.maximum(served - prev, 0.0), 0.0), rem)
+            rem = q[ar, head, _REM]
+            q[ar, head, _REM] = np.where(b < cnt_a, np.maximum(rem - np.maximum(served - prev, 0.0), 0.0), rem)
             if b.any():
                 r, l = np.nonzero(done)
-                moving.append((s + 1, r // N, r % N, q[r, l].copy()))
+                moving.append((s + 1, active[r], q[r, l].copy()))
                 idx = np.minimum(lanes + b[:, None], self.capacity - 1)
-                keep = lanes < (cnt - b)[:, None]
-                q[...] = np.where(keep[..., None], q[rows_idx[:, None], idx], 0.0)
-                self.count[s] = (cnt - b).reshape(M, N)
-        for nxt, m, n, rows in moving:
-            # Tasks with no further work leave the system.
-            rest = np.zeros(len(m), dtype=bool)
+                keep = lanes < (cnt_a - b)[:, None]
+                q = np.where(keep[..., None], q[ar[:, None], idx], 0.0)
+                self.count[s, active] = cnt_a - b
+            self.tasks[s, active] = q
+        for nxt, rows_idx, records in moving:
+            rest = np.zeros(len(rows_idx), dtype=bool)
             for later in range(nxt, 3):
-                rest |= rows[:, _BITS if later == TX else _EDGE] > 0
+                rest |= records[:, _NEXT_WORK[later]] > 0
             fin = ~rest
             if fin.any():
-                np.add.at(completed, (m[fin], n[fin]), 1)
-                np.add.at(latency, (m[fin], n[fin]), slot + 1 - rows[fin, _ARRIVAL])
-            if rest.any() and nxt < 3:
-                self._route(nxt, m[rest], n[rest], rows[rest])
-        return completed, latency
+                np.add.at(completed, rows_idx[fin], 1)
+                np.add.at(latency, rows_idx[fin], slot + 1 - records[fin, _ARRIVAL])
+            if rest.any():
+                self._route(nxt, rows_idx[rest], records[rest])
+        return completed.reshape(self.shape), latency.reshape(self.shape)

@@ -86,7 +86,7 @@ class TaskPipeline:
         for s in range(stage, 3):
             if len(rows_idx) == 0:
                 return
-            if s > stage:
+            if s != LOCAL:  # a record's remaining work becomes this stage's workload
                 records = records.copy()
                 records[:, _REM] = records[:, _NEXT_WORK[s]]
             here = records[:, _REM] > 0

@@ -54,6 +54,15 @@ class TaskPipeline:
         """Remaining work per stage, shape ``(3, *shape)``: cycles, bits, cycles."""
         return self.tasks[..., _REM].sum(axis=-1).reshape((3,) + self.shape)
 
+    def committed_backlog(self) -> np.ndarray:
+        """Work each stage still owes, shape ``(3, *shape)``: its own backlog plus the stage's share
+        of the tasks still queued upstream (their bits / edge cycles have not entered it yet)."""
+        t = self.tasks
+        out = t[..., _REM].sum(axis=-1)
+        out[TX] += t[LOCAL, ..., _BITS].sum(axis=-1)
+        out[EDGE] += t[LOCAL, ..., _EDGE].sum(axis=-1) + t[TX, ..., _EDGE].sum(axis=-1)
+        return out.reshape((3,) + self.shape)
+
     def num_tasks(self) -> np.ndarray:
         """Tasks queued per stage, shape ``(3, *shape)`` (``a^l, a^t, a^e`` of eqs. 10-12)."""
         return self.count.reshape((3,) + self.shape).copy()

@@ -1,0 +1,156 @@
+"""Evaluate partition policies on the same seeded LyaPPO episodes and report/plot the comparison."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from splitrl.envs.lyappo import LyaPPOEnv
+from splitrl.platform.baselines import Policy
+
+#: Metric name -> (table header, scale for display, format).
+COLUMNS = {
+    "energy": ("E [mJ/slot]", 1e3, "{:.3f}"),
+    "energy_local": ("E_loc", 1e3, "{:.3f}"),
+    "energy_tx": ("E_tx", 1e3, "{:.3f}"),
+    "backlog": ("backlog [s]", 1.0, "{:.3f}"),
+    "backlog_local": ("Q_loc", 1.0, "{:.3f}"),
+    "backlog_tx": ("Q_tx", 1.0, "{:.3f}"),
+    "backlog_edge": ("Q_edge", 1.0, "{:.3f}"),
+    "partition": ("k/K", 1.0, "{:.2f}"),
+    "latency": ("latency [s]", 1.0, "{:.3f}"),
+    "reward": ("return", 1.0, "{:.1f}"),
+}
+
+
+def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
+                    episode_periods: int | None = None) -> dict:
+    """Average metrics of ``policy`` over ``episodes`` episodes seeded ``seed, seed+1, ...``.
+
+    ``energy*``: device energy per slot in J (mean over devices and slots); ``backlog*``: total
+    backlog over all queues in seconds of work at full capacity (mean over slots); ``partition``:
+    mean partition point as a fraction of each model's ``K`` (0 = edge, 1 = local);
+    ``latency``: mean task latency in s; ``throughput``: finished tasks per second; ``reward``:
+    mean episode return.
+    """
+    overrides = dict(scenario)
+    if episode_periods is not None:
+        overrides["episode_periods"] = episode_periods
+    env = LyaPPOEnv(overrides)
+    M = env.scenario.num_devices
+    top = env.action_space.nvec - 1
+    sums = dict.fromkeys(("energy_local", "energy_tx", "backlog_local", "backlog_tx", "backlog_edge",
+                          "partition"), 0.0)
+    returns, periods, completed, latency = [], 0, 0, 0.0
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        policy.reset(env, seed + i)
+        ret, done = 0.0, False
+        while not done:
+            action = policy.act(env, obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            ret += reward
+            done = terminated or truncated
+            periods += 1
+            sums["energy_local"] += info["energy_local"] / M
+            sums["energy_tx"] += info["energy_tx"] / M
+            sums["backlog_local"] += info["backlog_local_s"]
+            sums["backlog_tx"] += info["backlog_tx_s"]
+            sums["backlog_edge"] += info["backlog_edge_s"]
+            sums["partition"] += float(np.mean(np.asarray(action) / top))
+            completed += info["completed"]
+            latency += info["latency_s"]
+        returns.append(ret)
+    out = {k: v / periods for k, v in sums.items()}
+    out["energy"] = out["energy_local"] + out["energy_tx"]
+    out["backlog"] = out["backlog_local"] + out["backlog_tx"] + out["backlog_edge"]
+    out["latency"] = latency / completed if completed else float("nan")
+    out["throughput"] = completed / (periods * env.scenario.period_seconds)
+    out["reward"] = float(np.mean(returns))
+    out["reward_std"] = float(np.std(returns))
+    out["episodes"] = episodes
+    return out
+
+
+def compare(policies: Iterable[Policy], scenario: dict, evaluation: dict,
+            progress: Callable[[str], None] | None = None) -> dict:
+    """``{"policies": {name: metrics}, "scenario": ..., "evaluation": ...}`` on common seeds."""
+    results = {}
+    for policy in policies:
+        t0 = time.perf_counter()
+        results[policy.name] = evaluate_policy(policy, scenario, evaluation["episodes"], evaluation["seed"],
+                                               evaluation.get("episode_periods"))
+        results[policy.name]["wall_s"] = time.perf_counter() - t0
+        if progress:
+            m = results[policy.name]
+            progress(f"{policy.name}: energy {m['energy'] * 1e3:.3f} mJ/slot, backlog {m['backlog']:.3f} s "
+                     f"({m['wall_s']:.1f} s)")
+    return {"policies": results, "scenario": scenario,
+            "evaluation": {k: evaluation[k] for k in ("episodes", "seed", "episode_periods")}}
+
+
+def format_table(result: dict) -> str:
+    names = list(result["policies"])
+    header = ["policy"] + [COLUMNS[c][0] for c in COLUMNS]
+    rows = [header]
+    for name in names:
+        m = result["policies"][name]
+        rows.append([name] + [COLUMNS[c][2].format(m[c] * COLUMNS[c][1]) for c in COLUMNS])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+def plot(result: dict, path: str | Path) -> None:
+    """Bar charts in the paper's style: energy split, backlog split, partition point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["policies"])
+    pol = result["policies"]
+    x = np.arange(len(names))
+    fig, axes = plt.subplots(1, 3, figsize=(4.2 * 3, 4.0), constrained_layout=True)
+    el = np.array([pol[n]["energy_local"] for n in names]) * 1e3
+    et = np.array([pol[n]["energy_tx"] for n in names]) * 1e3
+    axes[0].bar(x, el, label="local computing")
+    axes[0].bar(x, et, bottom=el, label="transmission")
+    axes[0].set_ylabel("average device energy [mJ / slot]")
+    axes[0].set_title("(a) energy")
+    bottom = np.zeros(len(names))
+    for key, label in (("backlog_local", "local"), ("backlog_tx", "transmission"), ("backlog_edge", "edge")):
+        v = np.array([pol[n][key] for n in names])
+        axes[1].bar(x, v, bottom=bottom, label=label)
+        bottom += v
+    axes[1].set_ylabel("average backlog [s of work at full capacity]")
+    axes[1].set_title("(b) queue backlog")
+    axes[2].bar(x, [pol[n]["partition"] for n in names], color="tab:gray")
+    axes[2].set_ylim(0, 1)
+    axes[2].set_ylabel("mean partition point k/K (0 = edge, 1 = local)")
+    axes[2].set_title("(c) partition point")
+    for ax in axes:
+        ax.set_xticks(x, names, rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    ev = result.get("evaluation", {})
+    fig.suptitle(f"{result.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,109 @@
+"""The ``splitrl`` command line: help, profile, compare, and clear errors with exit code 2."""
+
+import json
+import subprocess
+from pathlib import Path
+import sys
+
+import pytest
+
+from splitrl.platform.cli import main
+from splitrl.platform.config import ConfigError, load_config, resolve_config
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "splitrl.platform.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def test_help_lists_subcommands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    assert "profile" in out.stdout and "compare" in out.stdout
+
+
+def test_profile_json_structure(capsys):
+    assert main(["profile", "resnet18", "--format", "json"]) == 0
+    prof = json.loads(capsys.readouterr().out)
+    assert prof["model"] == "resnet18" and prof["input_shape"] == [3, 224, 224]
+    assert {"name", "op", "macs", "out_bytes", "parents"} <= set(prof["nodes"][0])
+    names = [n["name"] for n in prof["nodes"]]
+    assert all(p in names[: i] for i, n in enumerate(prof["nodes"]) for p in n["parents"])
+    pts = prof["partition_points"]
+    assert [p["index"] for p in pts] == list(range(len(pts)))
+    assert pts[0]["cut"] == ["input"] and pts[0]["device_macs"] == 0
+    assert pts[-1]["tx_bytes"] == 0 and pts[-1]["device_macs"] == prof["total_macs"]
+
+
+def test_profile_table_and_unknown_model(capsys):
+    assert main(["profile", "alexnet"]) == 0
+    out = capsys.readouterr().out
+    assert "0.714 GMACs" in out and "features_2" in out
+    assert main(["profile", "lenet"]) == 2
+    assert "unknown model 'lenet'" in capsys.readouterr().err
+
+
+def test_compare_writes_table_json_and_plot(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scenario:\n  num_devices: 2\nevaluation:\n  episodes: 2\n  episode_periods: 8\n")
+    out = run_cli("compare", str(cfg), "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"),
+                  "--set", "scenario.arrival_rate=1.5")
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    names = ["Fix-Cov", "Random-Cov", "Local-only", "Edge-only", "Greedy-Cov"]
+    assert list(result["policies"]) == names
+    for name in names:
+        assert name in out.stdout
+        m = result["policies"][name]
+        assert m["energy"] == pytest.approx(m["energy_local"] + m["energy_tx"])
+        assert m["backlog"] == pytest.approx(m["backlog_local"] + m["backlog_tx"] + m["backlog_edge"])
+    assert result["policies"]["Local-only"]["energy_tx"] == 0
+    assert result["policies"]["Local-only"]["partition"] == 1.0
+    assert result["policies"]["Edge-only"]["energy_local"] == 0
+    assert result["scenario"]["arrival_rate"] == 1.5
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_is_reproducible(tmp_path):
+    args = ["compare", "--set", "scenario.num_devices=2", "--set", "evaluation.episode_periods=5",
+            "--set", "evaluation.episodes=1", "--set", "evaluation.baselines=[Random-Cov,Greedy-Cov]"]
+    a = run_cli(*args, "--json", str(tmp_path / "a.json"))
+    b = run_cli(*args, "--json", str(tmp_path / "b.json"))
+    assert a.returncode == 0 and b.returncode == 0
+    ja, jb = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    for name in ja["policies"]:
+        ja["policies"][name].pop("wall_s"), jb["policies"][name].pop("wall_s")
+    assert ja == jb
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--set", "scenario.num_devices=-1"], "scenario.num_devices"),
+    (["--set", "scenario.bogus=1"], "scenario.bogus"),
+    (["--set", "evaluation.episodes=0"], "evaluation.episodes"),
+    (["--set", "evaluation.baselines=[Oracle]"], "evaluation.baselines"),
+    (["--set", "training.lr=1"], "training"),
+    (["--set", "scenario.arrival_rate=100"], "scenario.arrival_rate"),
+    (["--set", "evaluation.fixed_partition=[1, 99]"], "evaluation.fixed_partition"),
+    (["--set", "novalue"], "novalue"),
+])
+def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, key):
+    out = run_cli("compare", *args, "--json", str(tmp_path / "r.json"))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"splitrl: error: {key}"), out.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_missing_config_file(tmp_path):
+    out = run_cli("compare", str(tmp_path / "nope.yaml"))
+    assert out.returncode == 2 and "config file not found" in out.stderr
+
+
+def test_resolved_config_fills_defaults():
+    cfg = resolve_config({"scenario": {"num_devices": 3}}, ["evaluation.seed=5"])
+    assert cfg["scenario"]["num_devices"] == 3 and cfg["scenario"]["f_edge_max_hz"] == 20e9
+    assert cfg["evaluation"]["seed"] == 5 and cfg["evaluation"]["episodes"] == 5
+    repo = Path(__file__).resolve().parent.parent
+    assert load_config(repo / "configs/lyappo.yaml")["scenario"]["models"] == ["resnet50", "mobilenet_v2"]
+    with pytest.raises(ConfigError):
+        resolve_config({"evaluation": {"episodes": True}})

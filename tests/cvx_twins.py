@@ -83,12 +83,13 @@ def cvx_local_cpu(Q, *, tau, weight, kappa, f_max):
 def _tx_problem(n):
     v = cp.Variable(n, nonneg=True)  # rates in units of min(R_max, sum of caps)
     y = cp.Variable(nonneg=True)  # SNR in units of zcap
+    t = cp.Variable()  # ln(1 + SNR): keeps the problem DPP (a parameter may not scale the log)
     a = cp.Parameter(n, nonneg=True)
     ub = cp.Parameter(n, nonneg=True)
     cz = cp.Parameter(nonneg=True)  # power price of y
     zcap = cp.Parameter(nonneg=True)
     bs = cp.Parameter(nonneg=True)  # bandwidth / (scale * ln 2)
-    cons = [v <= ub, y <= 1, cp.sum(v) <= bs * cp.log(1 + zcap * y)]
+    cons = [v <= ub, y <= 1, t <= cp.log(1 + zcap * y), cp.sum(v) <= bs * t]
     prob = cp.Problem(cp.Minimize(-a @ v + cz * y), cons)
     return prob, (v, y), (a, ub, cz, zcap, bs)
 

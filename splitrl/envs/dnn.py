@@ -224,11 +224,27 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in _cache_dir().glob("*.json"))
 
 
-def partition_table(model: str, input_bits_per_element: float = 8.0) -> PartitionTable:
+def pareto_points(c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Indices of the points not dominated in (device share ``c``, transmitted size ``d``).
+
+    Point ``j`` dominates ``k`` when ``c_j <= c_k`` and ``d_j <= d_k`` with one inequality strict:
+    ``k`` then costs at least as much device computation *and* transmission as ``j``.  The raw
+    input (``c = 0``) and full-local (``d = 0``) points are always kept.
+    """
+    keep = []
+    for k in range(len(c)):
+        dominated = np.any((c <= c[k]) & (d <= d[k]) & ((c < c[k]) | (d < d[k])))
+        if not dominated:
+            keep.append(k)
+    return np.array(keep, dtype=np.int64)
+
+
+def partition_table(model: str, input_bits_per_element: float = 8.0, points: str = "all") -> PartitionTable:
     """LyaPPO's ``(c_k, d_k)`` table for ``model``.
 
     ``d_k`` is relative to the raw input ``D`` = elements x ``input_bits_per_element`` (an XR
     camera frame is 8-bit; intermediate features are float32).  ``d[0] = 1`` by definition.
+    ``points="pareto"`` keeps only the non-dominated points (:func:`pareto_points`).
     """
     prof = load_profile(model)
     pts = prof["partition_points"]
@@ -238,5 +254,11 @@ def partition_table(model: str, input_bits_per_element: float = 8.0) -> Partitio
     d = np.array([p["tx_bytes"] * 8.0 for p in pts]) / input_bits
     d[0] = 1.0
     c[-1] = 1.0
+    names = tuple("+".join(p["cut"]) for p in pts)
+    if points == "pareto":
+        keep = pareto_points(c, d)
+        c, d, names = c[keep], d[keep], tuple(names[i] for i in keep)
+    elif points != "all":
+        raise ValueError(f"points must be 'all' or 'pareto', got {points!r}")
     return PartitionTable(model=model, total_macs=float(prof["total_macs"]), input_bits=input_bits,
-                          c=c, d=d, names=tuple("+".join(p["cut"]) for p in pts))
+                          c=c, d=d, names=names)

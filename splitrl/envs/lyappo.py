@@ -35,7 +35,6 @@ import numpy as np
 
 from .allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission
 from .channel import shannon_rate
-from .dnn import partition_table
 from .energy import local_energy, transmission_energy
 from .queues import TaskPipeline
 from .scenario import LyaPPOScenario, make_scenario
@@ -60,7 +59,7 @@ class LyaPPOSystem:
         self.batch = batch
         self.shared_noise = shared_noise
         M, N = s.num_devices, s.services_per_device
-        tables = [partition_table(m, s.input_bits_per_element) for m in s.models]
+        tables = s.tables()
         self.num_points = np.array([t.num_points for t in tables])
         # Per-point workloads per service: cycles on device, bits sent, cycles on the edge.
         cyc = [t.total_macs * s.cycles_per_mac for t in tables]
@@ -109,8 +108,15 @@ class LyaPPOSystem:
             arrivals = np.broadcast_to(arrivals, (self.batch, M, N))
         return fading, arrivals
 
-    def run_period(self, partition: np.ndarray) -> dict[str, Any]:
+    def run_period(self, partition: np.ndarray, allocation: Mapping[str, np.ndarray] | None = None
+                   ) -> dict[str, Any]:
         """Apply ``partition`` (``(B, M, N)``) and simulate ``G`` slots.
+
+        Resources come from the exact Lyapunov allocators, unless ``allocation`` fixes them for the
+        period (the joint PPO baseline): ``f_local`` and ``f_edge`` in Hz ``(B, M, N)``, ``power``
+        in W ``(B, M)`` (spent only in slots with something to send) and ``rate_share``
+        ``(B, M, N)``, the fraction of the achievable rate ``R(p, h)`` each service gets; every
+        queue still serves at most its backlog.
 
         Returns ``{"slots": trace, "completed": (B, M, N), "latency_slots": (B, M, N)}`` where
         the trace arrays have shape ``(G, B, M, N)`` or ``(G, B, M)``.
@@ -130,11 +136,18 @@ class LyaPPOSystem:
             tr["tasks_local"][g], tr["tasks_tx"][g], tr["tasks_edge"][g] = self.pipeline.num_tasks()
             fading, arrivals = self._draw(M, N)
             gain = self.mean_gain * fading
-            f_l = allocate_local_cpu(Q[0], tau=tau, weight=s.lyapunov_weight_local,
-                                     kappa=s.energy_coefficient, f_max=s.f_local_max_hz)
-            rate, power = allocate_transmission(Q[1], gain, tau=tau, weight=s.lyapunov_weight_tx,
-                                                bandwidth=self._b, noise_psd=self._noise, p_max=s.p_max_w)
-            f_e = allocate_edge_cpu(Q[2].reshape(B, M * N), tau=tau, f_max=s.f_edge_max_hz).reshape(B, M, N)
+            if allocation is None:
+                f_l = allocate_local_cpu(Q[0], tau=tau, weight=s.lyapunov_weight_local,
+                                         kappa=s.energy_coefficient, f_max=s.f_local_max_hz)
+                rate, power = allocate_transmission(Q[1], gain, tau=tau, weight=s.lyapunov_weight_tx,
+                                                    bandwidth=self._b, noise_psd=self._noise, p_max=s.p_max_w)
+                f_e = allocate_edge_cpu(Q[2].reshape(B, M * N), tau=tau, f_max=s.f_edge_max_hz).reshape(B, M, N)
+            else:
+                f_l = np.minimum(allocation["f_local"], Q[0] / tau)
+                power = np.where(Q[1].sum(-1) > 0, allocation["power"], 0.0)
+                r_cap = shannon_rate(power, gain, bandwidth_hz=self._b, noise_psd_w_per_hz=self._noise)
+                rate = np.minimum(allocation["rate_share"] * r_cap[..., None], Q[1] / tau)
+                f_e = np.minimum(allocation["f_edge"], Q[2] / tau)
             work[0], work[1], work[2] = f_l * tau, rate * tau, f_e * tau
             done, lat = self.pipeline.serve(work, self.slot)
             completed += done
@@ -215,8 +228,9 @@ class LyaPPOEnv(gym.Env):
         self.scenario = make_scenario(merged)
         s = self.scenario
         M = s.num_devices
-        tables = [partition_table(m, s.input_bits_per_element) for m in s.models]
+        tables = s.tables()
         self.action_space = gym.spaces.MultiDiscrete(np.tile([t.num_points for t in tables], M))
+        self.partition_nvec = self.action_space.nvec.copy()  # choices per partition point, in any action mode
         self.features = LyaPPOFeatures(s)
         self.observation_space = gym.spaces.Box(0.0, np.inf, shape=(self.features.obs_dim,), dtype=np.float32)
         self.system: LyaPPOSystem | None = None
@@ -235,7 +249,10 @@ class LyaPPOEnv(gym.Env):
         if action.shape != self.action_space.shape or not self.action_space.contains(action):
             raise ValueError(f"action {action.tolist()} is outside {self.action_space}")
         M, N = self.scenario.num_devices, self.scenario.services_per_device
-        out = self.system.run_period(action.reshape(1, M, N))
+        return self._finish(self.system.run_period(action.reshape(1, M, N)))
+
+    def _finish(self, out: dict):
+        """Observation, reward, flags and info of a simulated period (batch of one)."""
         trace = out["slots"]
         reward, parts = self.features.reward(trace)
         self.period += 1
@@ -246,3 +263,170 @@ class LyaPPOEnv(gym.Env):
                 "partition": self.system.partition[0].copy()}
         truncated = self.period >= self.scenario.episode_periods
         return self.features.observe(self.system, trace)[0], float(reward[0]), False, truncated, info
+
+
+class LyaPPOJointEnv(LyaPPOEnv):
+    """The LyaPPO world without the Lyapunov allocators: the agent sets resources itself.
+
+    The "PPO" baseline of the paper [36]: one action per period holds the partition points *and*
+    the resource allocation for the period's ``G`` slots.  The action is one flat ``Box`` of
+    ``M N + (3 M N + M)`` entries: the ``M N`` partition indices (as floats, rounded), then
+    unbounded pre-activations ``a`` mapped through the logistic function ``sigma``: per device
+    ``N`` local-CPU shares, one power level and ``N`` rate shares, then ``M N`` edge-CPU shares.
+    ``f^l_n = F^l sigma_n / max(1, sum_n sigma_n)`` (likewise for rate shares of ``R(p, h)`` and for
+    the edge over all ``M N`` queues) and ``p = p_max sigma``.  Observation, reward and info are
+    those of :class:`LyaPPOEnv`.
+    """
+
+    def __init__(self, env_config: Mapping[str, Any] | None = None, **overrides):
+        super().__init__(env_config, **overrides)
+        s = self.scenario
+        M, N = s.num_devices, s.services_per_device
+        self.num_continuous = 3 * M * N + M
+        low = np.concatenate([np.zeros(M * N), np.full(self.num_continuous, -np.inf)]).astype(np.float32)
+        high = np.concatenate([self.partition_nvec - 1.0, np.full(self.num_continuous, np.inf)]).astype(np.float32)
+        self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def split_action(self, action) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(partition (B, M, N), allocation)`` from flat actions ``(D,)`` or ``(B, D)``."""
+        s = self.scenario
+        M, N = s.num_devices, s.services_per_device
+        a = np.asarray(action, dtype=np.float64)
+        a = a.reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+        if a.shape[1:] != self.action_space.shape or not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be {self.action_space.shape[0]} finite numbers")
+        B = a.shape[0]
+        k = np.clip(np.rint(a[:, : M * N]), 0, self.partition_nvec - 1).astype(np.int64).reshape(B, M, N)
+        sig = 1.0 / (1.0 + np.exp(-np.clip(a[:, M * N:], -50, 50)))
+        dev = sig[:, : M * (2 * N + 1)].reshape(B, M, 2 * N + 1)
+        local, power, rate = dev[..., :N], dev[..., N], dev[..., N + 1:]
+        edge = sig[:, M * (2 * N + 1):]
+
+        def share(x):
+            return x / np.maximum(1.0, x.sum(axis=-1, keepdims=True))
+
+        alloc = {"f_local": s.f_local_max_hz * share(local), "power": s.p_max_w * power,
+                 "rate_share": share(rate), "f_edge": (s.f_edge_max_hz * share(edge)).reshape(B, M, N)}
+        return k, alloc
+
+    def step(self, action):
+        if self.system is None:
+            raise RuntimeError("call reset() before step()")
+        k, alloc = self.split_action(action)
+        return self._finish(self.system.run_period(k, alloc))
+
+
+def continuous_to_partition(action, nvec) -> np.ndarray:
+    """DDPG-Cov's mapping: ``a in [-1, 1]`` -> partition point ``round((a + 1) / 2 * K)``."""
+    a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+    return np.rint((a + 1.0) / 2.0 * (np.asarray(nvec) - 1)).astype(np.int64)
+
+
+class LyaPPOContinuousEnv(LyaPPOEnv):
+    """:class:`LyaPPOEnv` with a continuous action ``Box(-1, 1, (M N,))`` mapped to partition
+    points by :func:`continuous_to_partition` (DDPG-Cov [26]); allocators as in LyaPPO."""
+
+    def __init__(self, env_config: Mapping[str, Any] | None = None, **overrides):
+        super().__init__(env_config, **overrides)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=self.partition_nvec.shape, dtype=np.float32)
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != self.action_space.shape or not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be {self.action_space.shape[0]} finite numbers in [-1, 1]")
+        return super().step(continuous_to_partition(a, self.partition_nvec))
+
+    def to_partition(self, actions) -> np.ndarray:
+        return continuous_to_partition(actions, self.partition_nvec)
+
+
+class LyaPPOVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` LyaPPO envs stepped as one batched system (gymnasium ``VectorEnv``).
+
+    Same spaces, observation, reward and per-step info scalars as :class:`LyaPPOEnv` (the per-slot
+    trace is left out to keep sampled episodes small).  All sub-envs start together and have the
+    same length, so they end together.  ``reward_scale`` (not a scenario key) multiplies the
+    rewards handed to the learner (infos keep physical units).  Autoreset follows gymnasium's ``NEXT_STEP`` mode (the step
+    after the last one resets every sub-env, ignores the actions and returns reward 0), which is
+    what RLlib's env runners expect.  Built by RLlib with
+    ``gym_env_vectorize_mode="vector_entry_point"``.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
+    INFO_KEYS = ("energy_local", "energy_tx", "backlog_s", "backlog_local_s", "backlog_tx_s",
+                 "backlog_edge_s", "completed", "latency_s")
+
+    SINGLE = {"partition": LyaPPOEnv, "continuous": LyaPPOContinuousEnv, "joint": LyaPPOJointEnv}
+
+    def __init__(self, env_config: Mapping[str, Any] | None = None, num_envs: int | None = None,
+                 action_mode: str = "partition", **overrides):
+        merged = dict(env_config or {})
+        merged.update(overrides)
+        n = merged.pop("num_envs", None) if num_envs is None else num_envs
+        self.action_mode = merged.pop("action_mode", action_mode)
+        # A learning-side knob, not physics: rewards handed to the learner are multiplied by it.
+        self.reward_scale = float(merged.pop("reward_scale", 1.0))
+        if self.action_mode not in self.SINGLE:
+            raise ValueError(f"action_mode must be one of {', '.join(self.SINGLE)}, got {self.action_mode!r}")
+        self.num_envs = int(n or 1)
+        self._single = self.SINGLE[self.action_mode](merged)
+        self.scenario = self._single.scenario
+        self.features = self._single.features
+        self.single_action_space = self._single.action_space
+        self.single_observation_space = self._single.observation_space
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.system: LyaPPOSystem | None = None
+        self._rng: np.random.Generator | None = None
+        self.period = 0
+        self._needs_reset = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None or self._rng is None:
+            self._rng = np.random.default_rng(seed)
+        self.system = LyaPPOSystem(self.scenario, self._rng, batch=self.num_envs)
+        self.period = 0
+        self._needs_reset = False
+        return self.features.observe(self.system, None), {}
+
+    def step(self, actions):
+        if self.system is None:
+            raise RuntimeError("call reset() before step()")
+        B = self.num_envs
+        if self._needs_reset:
+            obs, _ = self.reset()
+            zeros = np.zeros(B, dtype=bool)
+            return obs, np.zeros(B), zeros, zeros.copy(), {}
+        s = self.scenario
+        shape = (B, s.num_devices, s.services_per_device)
+        allocation = None
+        if self.action_mode == "joint":
+            partition, allocation = self._single.split_action(np.asarray(actions).reshape(B, -1))
+        elif self.action_mode == "continuous":
+            partition = self._single.to_partition(np.asarray(actions, dtype=np.float64).reshape(B, -1))
+        else:
+            partition = np.asarray(actions, dtype=np.int64).reshape(B, -1)
+            nv = self.single_action_space.nvec
+            if partition.shape[1] != len(nv) or (partition < 0).any() or (partition >= nv).any():
+                raise ValueError(f"actions outside {self.action_space}")
+        out = self.system.run_period(partition.reshape(shape), allocation)
+        reward, parts = self.features.reward(out["slots"])
+        self.period += 1
+        info = {k: parts[k] for k in self.INFO_KEYS if k in parts}
+        info["completed"] = out["completed"].sum((1, 2))
+        info["latency_s"] = out["latency_slots"].sum((1, 2)) * s.slot_seconds
+        truncated = np.full(B, self.period >= s.episode_periods)
+        self._needs_reset = bool(truncated[0])
+        return (self.features.observe(self.system, out["slots"]), reward * self.reward_scale,
+                np.zeros(B, dtype=bool), truncated, info)
+
+
+def make_lyappo_env(env_config: Mapping[str, Any] | None = None):
+    """RLlib env creator: a :class:`LyaPPOVectorEnv` when ``num_envs`` is in the config (RLlib's
+    ``vector_entry_point`` mode), else the single env of ``action_mode`` (default "partition")."""
+    cfg = dict(env_config or {})
+    if "num_envs" in cfg:
+        return LyaPPOVectorEnv(cfg)
+    cfg.pop("reward_scale", None)
+    mode = cfg.pop("action_mode", "partition")
+    return LyaPPOVectorEnv.SINGLE[mode](cfg)

@@ -58,6 +58,11 @@ class LyaPPOScenario:
     reward_backlog_weight: float = 0.1         # omega_2, per period (G tau) of backlog
     backlog_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)  # beta_1..3: local, tx, edge
     initial_partition: str = "local"           # partition before the first action: local | edge
+    partition_points: str = "all"              # all layer-level points | pareto (non-dominated only)
+
+    def tables(self):
+        """The partition table of every service's model."""
+        return [partition_table(m, self.input_bits_per_element, self.partition_points) for m in self.models]
 
     # ---- derived quantities (SI) -------------------------------------------------------------
     @property
@@ -147,6 +152,9 @@ def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: boo
     if values["distance_min_m"] > values["distance_max_m"]:
         raise ScenarioError("distance_min_m", f"must be <= distance_max_m "
                             f"({values['distance_max_m']}), got {values['distance_min_m']}")
+    if values["partition_points"] not in ("all", "pareto"):
+        raise ScenarioError("partition_points",
+                            f"must be 'all' or 'pareto', got {values['partition_points']!r}")
     if values["initial_partition"] not in ("local", "edge"):
         raise ScenarioError("initial_partition",
                             f"must be 'local' or 'edge', got {values['initial_partition']!r}")
@@ -187,7 +195,7 @@ def check_feasible_load(s: LyaPPOScenario) -> None:
     combinations, summed over the devices.  This is a necessary condition for mean stability.
     """
     lam = s.arrival_rate
-    tables = [partition_table(m, s.input_bits_per_element) for m in s.models]
+    tables = s.tables()
     local = [lam * t.c * t.total_macs * s.cycles_per_mac for t in tables]
     edge = [lam * (1 - t.c) * t.total_macs * s.cycles_per_mac for t in tables]
     bits = [lam * t.d * t.input_bits for t in tables]

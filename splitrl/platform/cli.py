@@ -43,7 +43,24 @@ def _cmd_compare(args) -> int:
     if args.episodes is not None:
         sets.append(f"evaluation.episodes={args.episodes}")
     cfg = load_config(args.config, sets)
-    policies = make_baselines(cfg["evaluation"])
+    trained = []
+    if args.checkpoint:
+        from splitrl.platform.policies import checkpoint_config, load_trained_policy
+        from splitrl.platform.train import latest_checkpoint
+
+        for path in args.checkpoint:
+            ckpt = latest_checkpoint(path)
+            theirs = checkpoint_config(ckpt)["scenario"]
+            diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in ("episode_periods", "name")]
+            if diff:
+                raise _UserError(f"--checkpoint {path}: trained on a different scenario "
+                                 f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'][diff[0]]!r})")
+            trained.append(load_trained_policy(ckpt))
+        names = [p.name for p in trained]
+        for i, p in enumerate(trained):  # two checkpoints of one algorithm: keep both, apart
+            if names.count(p.name) > 1:
+                p.name = f"{p.name} #{names[:i + 1].count(p.name)}"
+    policies = trained + make_baselines(cfg["evaluation"])
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))
     log(f"comparing {len(policies)} policies on {cfg['evaluation']['episodes']} seeded episodes "
         f"of scenario {cfg['scenario']['name']}")
@@ -55,6 +72,40 @@ def _cmd_compare(args) -> int:
     if args.plot:
         plot(result, args.plot)
         log(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from splitrl.platform.config import load_config
+    from splitrl.platform.train import Progress, train
+
+    cfg = load_config(args.config, list(args.set or []))  # validated before anything is created
+    summary = train(cfg, out=args.out, resume=args.resume, address=args.address, mlflow_uri=args.mlflow_uri,
+                    progress=Progress(enabled=not args.quiet), compare_after=not args.no_compare)
+    print(f"run directory: {summary['run_dir']}", file=sys.stderr)
+    if summary.get("mlflow_run_id"):
+        print(f"mlflow run: {summary['mlflow_run_id']} at {summary['mlflow_uri']}", file=sys.stderr)
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from splitrl.platform.compare import evaluate_policy, write_json
+    from splitrl.platform.config import resolve_config
+    from splitrl.platform.policies import checkpoint_config, load_trained_policy
+    from splitrl.platform.train import latest_checkpoint
+
+    ckpt = latest_checkpoint(args.checkpoint)
+    cfg = resolve_config(checkpoint_config(ckpt), list(args.set or []))
+    ev = cfg["evaluation"]
+    episodes = args.episodes or ev["episodes"]
+    policy = load_trained_policy(ckpt)
+    m = evaluate_policy(policy, cfg["scenario"], episodes, ev["seed"], ev["episode_periods"])
+    result = {"checkpoint": str(ckpt), "policy": policy.name, "episodes": episodes, "seed": ev["seed"], "metrics": m}
+    print(f"{policy.name} ({ckpt}) on {episodes} seeded episodes:")
+    for key in ("energy", "energy_local", "energy_tx", "backlog", "partition", "latency", "throughput", "reward"):
+        print(f"  {key:<13} {m[key]:.6g}")
+    if args.json:
+        write_json(result, args.json)
     return 0
 
 
@@ -76,8 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", help="rewrite the cached profile in the package")
     p.set_defaults(func=_cmd_profile)
 
-    c = sub.add_parser("compare", help="run the baselines on the same seeded episodes and tabulate them")
+    t = sub.add_parser("train", help="train an agent (LyaPPO, PPO, DDPG-Cov) with RLlib, tracked in MLflow")
+    t.add_argument("config", nargs="?", default=None, help="YAML config (default: built-in defaults)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    t.add_argument("--out", metavar="DIR", help="run directory (default runs/<run name>-<time>)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--address", metavar="ADDR", help="Ray cluster address (e.g. auto); default: local Ray "
+                   "(or RAY_ADDRESS)")
+    t.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db here)")
+    t.add_argument("--no-compare", action="store_true", help="skip the comparison with the baselines at the end")
+    t.add_argument("--quiet", action="store_true", help="no progress display")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a trained checkpoint on seeded episodes")
+    e.add_argument("checkpoint", help="run directory or checkpoint directory")
+    e.add_argument("--episodes", type=int, help="seeded episodes (default evaluation.episodes of the run)")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an evaluation key")
+    e.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    e.set_defaults(func=_cmd_evaluate)
+
+    c = sub.add_parser("compare", help="run trained agents and the baselines on the same seeded episodes")
     c.add_argument("config", nargs="?", default=None, help="YAML config (default: built-in defaults)")
+    c.add_argument("--checkpoint", action="append", metavar="DIR", help="a trained run or checkpoint to include "
+                   "(repeatable)")
     c.add_argument("--episodes", type=int, help="seeded episodes per policy (evaluation.episodes)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. "
                    "scenario.arrival_rate=0.5 (repeatable)")

@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from splitrl.envs.lyappo import LyaPPOEnv
+from splitrl.envs.lyappo import make_lyappo_env
 from splitrl.platform.baselines import Policy
 
 #: Metric name -> (table header, scale for display, format).
@@ -40,9 +40,11 @@ def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
     overrides = dict(scenario)
     if episode_periods is not None:
         overrides["episode_periods"] = episode_periods
-    env = LyaPPOEnv(overrides)
+    # Trained agents act in their own action mode (continuous / joint); baselines in partitions.
+    overrides["action_mode"] = getattr(policy, "action_mode", "partition")
+    env = make_lyappo_env(overrides)
     M = env.scenario.num_devices
-    top = env.action_space.nvec - 1
+    top = env.partition_nvec.reshape(M, -1) - 1
     sums = dict.fromkeys(("energy_local", "energy_tx", "backlog_local", "backlog_tx", "backlog_edge",
                           "partition"), 0.0)
     returns, periods, completed, latency = [], 0, 0, 0.0
@@ -61,7 +63,7 @@ def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
             sums["backlog_local"] += info["backlog_local_s"]
             sums["backlog_tx"] += info["backlog_tx_s"]
             sums["backlog_edge"] += info["backlog_edge_s"]
-            sums["partition"] += float(np.mean(np.asarray(action) / top))
+            sums["partition"] += float(np.mean(info["partition"] / top))
             completed += info["completed"]
             latency += info["latency_s"]
         returns.append(ret)

@@ -17,8 +17,55 @@ from splitrl.envs.scenario import LyaPPOScenario, ScenarioError, make_scenario
 
 BASELINES = ("Fix-Cov", "Random-Cov", "Local-only", "Edge-only", "Greedy-Cov")
 
+ALGORITHMS = ("lyappo", "ppo", "ddpg-cov")
+#: Display names, as used in comparison tables and JSON.
+ALGORITHM_NAMES = {"lyappo": "LyaPPO", "ppo": "PPO", "ddpg-cov": "DDPG-Cov"}
+
 #: Defaults of every section except ``scenario`` (whose defaults are the dataclass's).
 DEFAULTS: dict[str, dict[str, Any]] = {
+    "algorithm": {
+        "name": "lyappo",            # lyappo (PPO + allocators) | ppo (joint, no allocators) | ddpg-cov
+        "hidden": [128, 128],        # actor and critic MLP widths (the paper: two layers of 128)
+        "activation": "tanh",        # tanh | relu
+        "lr": 3.0e-4,                # Adam learning rate (PPO); the paper's value
+        "gamma": 0.99,               # discount
+        "lambda": 0.95,              # GAE lambda (PPO)
+        "clip": 0.2,                 # PPO clip epsilon; the paper's value
+        "entropy_coeff": 0.0,        # PPO entropy bonus
+        "vf_loss_coeff": 0.5,        # PPO value-loss weight
+        "vf_clip": 1.0e6,            # PPO value-loss clip (off in practice: RLlib zeroes the critic
+                                     # gradient beyond it, and early returns are large)
+        "grad_clip": 100.0,          # global gradient-norm clip (actor and critic share it)
+        "reward_scale": 0.01,        # rewards seen by the learner are multiplied by this
+        "train_batch_size": 2000,    # env steps (periods) per training iteration (PPO)
+        "minibatch_size": 250,       # SGD minibatch (PPO)
+        "num_epochs": 10,            # SGD passes per iteration (PPO)
+        "actor_lr": 1.0e-4,          # DDPG-Cov actor learning rate
+        "critic_lr": 1.0e-3,         # DDPG-Cov critic learning rate
+        "tau": 0.005,                # DDPG-Cov target-network soft-update rate
+        "buffer_size": 100_000,      # DDPG-Cov replay capacity (transitions)
+        "exploration_noise": 0.2,    # DDPG-Cov Gaussian action noise (std, actions in [-1, 1])
+        "learning_starts": 1000,     # DDPG-Cov transitions before the first update
+        "ddpg_batch_size": 256,      # DDPG-Cov replay minibatch
+        "seed": 0,                   # seeds torch, the env runners and the envs
+    },
+    "stop": {
+        "iterations": 50,            # training iterations (any set criterion stops the run)
+        "env_steps": None,           # env steps (periods) sampled
+        "time_s": None,              # wall-clock seconds
+    },
+    "tracking": {
+        "mlflow_uri": None,          # null: sqlite:///mlflow.db in the working directory
+        "experiment": "splitrl",     # MLflow experiment name
+        "run_name": None,            # null: <algorithm>-<scenario name>
+        "enabled": True,             # false: no MLflow logging at all
+    },
+    "resources": {
+        "num_cpus": None,            # local Ray CPUs (null: this machine's); ignored with an address
+        "num_env_runners": 1,        # rollout workers (0: sample in the driver)
+        "num_envs_per_env_runner": 16,  # batched envs per runner (one vectorised simulator)
+        "checkpoint_every": 10,      # iterations between checkpoints (and always at the end)
+    },
     "evaluation": {
         "episodes": 5,                    # seeded episodes per policy
         "seed": 10_000,                   # episode i uses seed + i (the same for every policy)
@@ -71,6 +118,61 @@ def _check_int(key, value, minimum=None):
     return value
 
 
+_NULLABLE = {("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
+             ("resources", "num_cpus")}
+_NULLABLE_TYPES = {("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
+                   ("tracking", "run_name"): str, ("resources", "num_cpus"): int}
+_POSITIVE = {("algorithm", k) for k in ("lr", "gamma", "clip", "train_batch_size", "minibatch_size", "num_epochs",
+                                         "actor_lr", "critic_lr", "tau", "buffer_size", "ddpg_batch_size",
+                                         "vf_clip", "grad_clip", "reward_scale")} | {
+    ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("resources", "num_cpus"),
+    ("resources", "num_envs_per_env_runner"), ("resources", "checkpoint_every")}
+
+
+def _validate_section(section: str, body: dict) -> dict:
+    """Generic checks: known keys, the default's type (ints accepted for floats), ranges."""
+    out = copy.deepcopy(DEFAULTS[section])
+    for key, value in body.items():
+        if key not in out:
+            raise ConfigError(f"{section}.{key}", f"unknown key; allowed: {', '.join(out)}")
+        out[key] = value
+    for key, default in DEFAULTS[section].items():
+        value, dotted = out[key], f"{section}.{key}"
+        if value is None and (section, key) in _NULLABLE:
+            continue
+        want = _NULLABLE_TYPES.get((section, key), type(default))
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = out[key] = float(value)
+        if want is float and isinstance(value, str):
+            try:
+                value = out[key] = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
+            raise ConfigError(dotted, f"expected {want.__name__}, got {value!r}")
+        if (section, key) in _POSITIVE and value <= 0:
+            raise ConfigError(dotted, f"must be > 0, got {value}")
+        if want in (int, float) and value < 0:
+            raise ConfigError(dotted, f"must be >= 0, got {value}")
+    return out
+
+
+def _validate_algorithm(body: dict) -> dict:
+    out = _validate_section("algorithm", body)
+    if out["name"] not in ALGORITHMS:
+        raise ConfigError("algorithm.name", f"expected one of {', '.join(ALGORITHMS)}, got {out['name']!r}")
+    if out["activation"] not in ("tanh", "relu"):
+        raise ConfigError("algorithm.activation", f"expected 'tanh' or 'relu', got {out['activation']!r}")
+    if not out["hidden"] or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in out["hidden"]):
+        raise ConfigError("algorithm.hidden", f"expected a list of positive layer widths, got {out['hidden']!r}")
+    if not 0 < out["gamma"] <= 1 or not 0 <= out["lambda"] <= 1:
+        raise ConfigError("algorithm.gamma" if not 0 < out["gamma"] <= 1 else "algorithm.lambda", "must be in (0, 1]")
+    if out["minibatch_size"] > out["train_batch_size"]:
+        raise ConfigError("algorithm.minibatch_size", f"must be <= algorithm.train_batch_size "
+                          f"({out['train_batch_size']}), got {out['minibatch_size']}")
+    return out
+
+
 def _validate_evaluation(ev: dict, scenario: LyaPPOScenario) -> dict:
     out = copy.deepcopy(DEFAULTS["evaluation"])
     for key, value in ev.items():
@@ -95,9 +197,8 @@ def _validate_evaluation(ev: dict, scenario: LyaPPOScenario) -> dict:
             raise ConfigError("evaluation.fixed_partition", f"expected 'mid', 'local', 'edge' or a list "
                               f"of {scenario.services_per_device} indices, got {fp!r}")
     elif isinstance(fp, list) and len(fp) == scenario.services_per_device:
-        from splitrl.envs.dnn import partition_table
-        for n, (k, model) in enumerate(zip(fp, scenario.models)):
-            top = partition_table(model, scenario.input_bits_per_element).num_points - 1
+        for n, (k, model, table) in enumerate(zip(fp, scenario.models, scenario.tables())):
+            top = table.num_points - 1
             if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= top:
                 raise ConfigError("evaluation.fixed_partition", f"index {n} ({model}) must be an integer "
                                   f"in 0..{top}, got {k!r}")
@@ -129,8 +230,24 @@ def resolve_config(raw: Mapping[str, Any] | None, sets: list[str] | tuple[str, .
         raise ConfigError(f"scenario.{exc.key}", str(exc).split(": ", 1)[1]) from None
     return {
         "scenario": scenario.to_dict(),
+        "algorithm": _validate_algorithm(cfg.get("algorithm") or {}),
+        "stop": _validate_section("stop", cfg.get("stop") or {}),
         "evaluation": _validate_evaluation(cfg.get("evaluation") or {}, scenario),
+        "tracking": _validate_section("tracking", cfg.get("tracking") or {}),
+        "resources": _validate_section("resources", cfg.get("resources") or {}),
     }
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
 
 
 def load_config(path: str | Path | None, sets: list[str] | tuple[str, ...] = ()) -> dict:

@@ -1,0 +1,128 @@
+"""RLlib algorithm configs for the LyaPPO world, the metrics callback, and trained-policy wrappers.
+
+* ``lyappo``   -- RLlib PPO, :class:`~splitrl.rl_modules.central.CentralPPOModule`, MultiDiscrete
+  partition points, the exact Lyapunov allocators inside the env runners (Algorithm 1).
+* ``ppo``      -- the paper's joint PPO baseline: the same module with a hybrid head outputs the
+  partition points *and* the period's resource allocation (no allocators).
+* ``ddpg-cov`` -- DDPG with a continuous action mapped to partition points, allocators for the
+  resources (:mod:`splitrl.rl_modules.ddpg`).
+
+All three sample the batched :class:`~splitrl.envs.lyappo.LyaPPOVectorEnv` (one vectorised
+simulator per env runner) and report the same custom metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from splitrl.envs.lyappo import LyaPPOVectorEnv, make_lyappo_env
+
+ACTION_MODES = {"lyappo": "partition", "ppo": "joint", "ddpg-cov": "continuous"}
+EPISODE_METRICS = ("energy", "energy_local", "energy_tx", "backlog", "throughput", "latency")
+
+
+class LyaPPOMetrics(RLlibCallback):
+    """Per-episode physics metrics from the env infos, logged under ``env_runners``.
+
+    ``energy*``: device energy per slot in J (mean over devices and slots); ``backlog``: total
+    backlog in seconds of work; ``throughput``: finished tasks per second; ``latency``: mean task
+    latency in s.
+    """
+
+    def on_episode_end(self, *, episode, metrics_logger=None, env=None, **kwargs) -> None:
+        infos = [i for i in episode.get_infos() if isinstance(i, dict) and "energy_local" in i]
+        if not infos or metrics_logger is None:
+            return
+        scenario = env.unwrapped.scenario if env is not None and hasattr(env.unwrapped, "scenario") else None
+        M = scenario.num_devices if scenario else 1
+        period = scenario.period_seconds if scenario else 1.0
+        n = len(infos)
+        e_loc = sum(float(i["energy_local"]) for i in infos) / n / M
+        e_tx = sum(float(i["energy_tx"]) for i in infos) / n / M
+        done = sum(float(i["completed"]) for i in infos)
+        values = {
+            "energy": e_loc + e_tx, "energy_local": e_loc, "energy_tx": e_tx,
+            "backlog": sum(float(i["backlog_s"]) for i in infos) / n,
+            "throughput": done / (n * period),
+            "latency": sum(float(i["latency_s"]) for i in infos) / done if done else float("nan"),
+        }
+        for key, value in values.items():
+            if np.isfinite(value):
+                metrics_logger.log_value(key, value, reduce="mean", window=100)
+
+
+def env_config(cfg: dict) -> dict:
+    return {**cfg["scenario"], "action_mode": ACTION_MODES[cfg["algorithm"]["name"]],
+            "reward_scale": cfg["algorithm"]["reward_scale"]}
+
+
+def probe_env(cfg: dict):
+    """A single env of the algorithm's action mode (for spaces and evaluation)."""
+    return make_lyappo_env(env_config(cfg))
+
+
+def module_spec(cfg: dict):
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    alg = cfg["algorithm"]
+    env = probe_env(cfg)
+    if alg["name"] == "ddpg-cov":
+        from splitrl.rl_modules.ddpg import DDPGModule
+
+        return RLModuleSpec(module_class=DDPGModule, observation_space=env.observation_space,
+                            action_space=env.action_space,
+                            model_config={"hidden": alg["hidden"], "activation": "relu",
+                                          "exploration_noise": alg["exploration_noise"]})
+    from splitrl.rl_modules.central import CentralPPOModule
+
+    model_config: dict[str, Any] = {"hidden": alg["hidden"], "activation": alg["activation"]}
+    if alg["name"] == "ppo":
+        model_config["discrete_nvec"] = [int(n) for n in env.partition_nvec]
+    return RLModuleSpec(module_class=CentralPPOModule, observation_space=env.observation_space,
+                        action_space=env.action_space, model_config=model_config)
+
+
+def build_algo_config(cfg: dict):
+    """The RLlib ``AlgorithmConfig`` for a resolved splitrl config."""
+    alg, res = cfg["algorithm"], cfg["resources"]
+    name = alg["name"]
+    if name == "ddpg-cov":
+        from splitrl.rl_modules.ddpg import DDPGConfig
+
+        config = DDPGConfig()
+    else:
+        from ray.rllib.algorithms.ppo import PPOConfig
+
+        config = PPOConfig()
+    config = (
+        config.environment(env=LyaPPOVectorEnv, env_config=env_config(cfg),
+                           # hybrid/continuous actions are mapped by the env itself
+                           normalize_actions=False, clip_actions=False)
+        .env_runners(num_env_runners=res["num_env_runners"],
+                     num_envs_per_env_runner=res["num_envs_per_env_runner"],
+                     gym_env_vectorize_mode="vector_entry_point",
+                     num_cpus_per_env_runner=1)
+        .learners(num_learners=0)
+        .rl_module(rl_module_spec=module_spec(cfg))
+        .callbacks(LyaPPOMetrics)
+        .debugging(seed=alg["seed"], log_level="ERROR")
+        .reporting(metrics_num_episodes_for_smoothing=20)
+    )
+    if name == "ddpg-cov":
+        config = config.training(
+            gamma=alg["gamma"], actor_lr=alg["actor_lr"], critic_lr=alg["critic_lr"], tau=alg["tau"],
+            train_batch_size_per_learner=alg["ddpg_batch_size"], num_steps_sampled_before_learning_starts=alg["learning_starts"],
+            replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": alg["buffer_size"]},
+            grad_clip=alg["grad_clip"],
+        )
+    else:
+        config = config.training(
+            lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],
+            entropy_coeff=alg["entropy_coeff"], vf_loss_coeff=alg["vf_loss_coeff"], vf_clip_param=alg["vf_clip"],
+            grad_clip=alg["grad_clip"], train_batch_size_per_learner=alg["train_batch_size"],
+            minibatch_size=alg["minibatch_size"], num_epochs=alg["num_epochs"], use_kl_loss=False,
+        )
+    return config

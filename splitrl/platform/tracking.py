@@ -1,0 +1,94 @@
+"""MLflow tracking: one run per training job, a curated flat set of params, batched calls.
+
+The default store is an embedded SQLite database, ``mlflow.db`` in the working directory (recent
+MLflow refuses a plain ``./mlruns`` file store).  A run that fails is ended ``FAILED`` (never left
+dangling); an interrupted one ``KILLED``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+from splitrl.platform.config import flatten
+
+
+def default_uri() -> str:
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+
+
+def run_params(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """The resolved config, flattened to ``section.key`` strings (lists as text)."""
+    return {k: str(v)[:500] for k, v in flatten(cfg).items()}
+
+
+class Tracker:
+    """Thin wrapper over the MLflow fluent API; a no-op when tracking is disabled."""
+
+    def __init__(self, tracking_cfg: Mapping[str, Any], uri_override: str | None = None):
+        self.enabled = bool(tracking_cfg.get("enabled", True))
+        self.uri = uri_override or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+        self.experiment = tracking_cfg.get("experiment", "splitrl")
+        self.run_id: str | None = None
+
+    def start(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str | None:
+        if not self.enabled:
+            return None
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_experiment(self.experiment)
+        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        self.run_id = run.info.run_id
+        mlflow.set_tags(dict(tags))
+        return self.run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self.run_id:
+            import mlflow
+            from mlflow.exceptions import MlflowException
+
+            try:
+                mlflow.log_params(dict(params))
+            except MlflowException:
+                # A resumed run already holds these params (MLflow forbids changing them).
+                pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if self.run_id:
+            import mlflow
+
+            clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+            if clean:
+                mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.run_id:
+            import mlflow
+
+            p = Path(path)
+            if p.is_dir():
+                mlflow.log_artifacts(str(p), artifact_path=artifact_path)
+            else:
+                mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id:
+            import mlflow
+
+            mlflow.end_run(status=status)
+            self.run_id = None

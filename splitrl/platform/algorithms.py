@@ -118,6 +118,10 @@ def build_algo_config(cfg: dict):
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": alg["buffer_size"]},
             grad_clip=alg["grad_clip"],
         )
+        # One env step per sub-env between updates: an update of ddpg_batch_size transitions per
+        # num_envs_per_env_runner new ones; an iteration spans >= train_batch_size env steps.
+        config = config.env_runners(rollout_fragment_length=1).reporting(
+            min_sample_timesteps_per_iteration=alg["train_batch_size"])
     else:
         config = config.training(
             lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],

@@ -159,8 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for splitrl's own output: library chatter goes to warnings level."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("mlflow", "alembic", "ray", "ray.rllib", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     from splitrl.platform.config import ConfigError
+
+    _quiet_libraries()
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -37,8 +37,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                                      # gradient beyond it, and early returns are large)
         "grad_clip": 100.0,          # global gradient-norm clip (actor and critic share it)
         "reward_scale": 0.01,        # rewards seen by the learner are multiplied by this
-        "train_batch_size": 2000,    # env steps (periods) per training iteration (PPO)
-        "minibatch_size": 250,       # SGD minibatch (PPO)
+        "train_batch_size": 4000,    # env steps (periods) per training iteration
+        "minibatch_size": 128,       # SGD minibatch (PPO)
         "num_epochs": 10,            # SGD passes per iteration (PPO)
         "actor_lr": 1.0e-4,          # DDPG-Cov actor learning rate
         "critic_lr": 1.0e-3,         # DDPG-Cov critic learning rate
@@ -118,9 +118,9 @@ def _check_int(key, value, minimum=None):
     return value
 
 
-_NULLABLE = {("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
+_NULLABLE = {("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
              ("resources", "num_cpus")}
-_NULLABLE_TYPES = {("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
+_NULLABLE_TYPES = {("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
                    ("tracking", "run_name"): str, ("resources", "num_cpus"): int}
 _POSITIVE = {("algorithm", k) for k in ("lr", "gamma", "clip", "train_batch_size", "minibatch_size", "num_epochs",
                                          "actor_lr", "critic_lr", "tau", "buffer_size", "ddpg_batch_size",
@@ -154,6 +154,13 @@ def _validate_section(section: str, body: dict) -> dict:
             raise ConfigError(dotted, f"must be > 0, got {value}")
         if want in (int, float) and value < 0:
             raise ConfigError(dotted, f"must be >= 0, got {value}")
+    return out
+
+
+def _validate_stop(body: dict) -> dict:
+    out = _validate_section("stop", body)
+    if all(v is None for v in out.values()):
+        raise ConfigError("stop", "set at least one of iterations, env_steps, time_s")
     return out
 
 
@@ -231,7 +238,7 @@ def resolve_config(raw: Mapping[str, Any] | None, sets: list[str] | tuple[str, .
     return {
         "scenario": scenario.to_dict(),
         "algorithm": _validate_algorithm(cfg.get("algorithm") or {}),
-        "stop": _validate_section("stop", cfg.get("stop") or {}),
+        "stop": _validate_stop(cfg.get("stop") or {}),
         "evaluation": _validate_evaluation(cfg.get("evaluation") or {}, scenario),
         "tracking": _validate_section("tracking", cfg.get("tracking") or {}),
         "resources": _validate_section("resources", cfg.get("resources") or {}),

@@ -83,10 +83,12 @@ class Progress:
         if not self.enabled:
             return
         total = f"/{stop['iterations']}" if stop.get("iterations") else ""
+        def fmt(key, spec, scale=1.0):
+            return format(m[key] * scale, spec) if key in m else "-"
+
         line = (f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
-                f"return {m.get('episode_return_mean', float('nan')):.1f}  "
-                f"energy {m.get('energy', float('nan')) * 1e3:.3f} mJ/slot  "
-                f"backlog {m.get('backlog', float('nan')):.3f} s  {m['time_s']:.0f} s")
+                f"return {fmt('episode_return_mean', '.1f')}  energy {fmt('energy', '.3f', 1e3)} mJ/slot  "
+                f"backlog {fmt('backlog', '.3f')} s  {m['time_s']:.0f} s")
         if self.tty:
             self.stream.write("\r\033[K" + line)
         else:

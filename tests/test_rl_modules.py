@@ -1,0 +1,93 @@
+"""RL modules: hybrid log-probabilities (ray issue #53994), actor/critic shapes, DDPG wiring."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from splitrl.rl_modules.central import CentralPPOModule
+from splitrl.rl_modules.ddpg import DDPGModule
+from splitrl.rl_modules.distributions import hybrid_dist_cls
+
+NVEC = [3, 5, 2]
+C = 4
+
+
+def _inputs(B, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, sum(NVEC) + 2 * C, generator=g)
+
+
+@pytest.mark.parametrize("B", [1, 7])
+def test_hybrid_logp_equals_manual_sum(B):
+    cls = hybrid_dist_cls(NVEC, C)
+    logits = _inputs(B)
+    dist = cls.from_logits(logits)
+    torch.manual_seed(1)
+    a = dist.sample()
+    assert a.shape == (B, len(NVEC) + C)
+    lp = dist.logp(a)
+    assert lp.shape == (B,)
+    manual = torch.zeros(B)
+    off = 0
+    for i, n in enumerate(NVEC):
+        manual += torch.log_softmax(logits[:, off:off + n], -1).gather(1, a[:, i].long()[:, None])[:, 0]
+        off += n
+    mean, log_std = logits[:, off:off + C], logits[:, off + C:].clamp(-20.0, 2.0)  # the std is bounded
+    manual += (-0.5 * ((a[:, len(NVEC):] - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    torch.testing.assert_close(lp, manual)
+    # discrete parts are category indices; entropy/kl have batch shape; kl(self) = 0
+    assert torch.all(a[:, : len(NVEC)] == a[:, : len(NVEC)].round())
+    assert dist.entropy().shape == (B,)
+    torch.testing.assert_close(dist.kl(cls.from_logits(logits)), torch.zeros(B))
+    det = dist.to_deterministic().sample()
+    torch.testing.assert_close(det[:, len(NVEC):], mean)
+
+
+def test_hybrid_logp_gradients_reach_every_input():
+    cls = hybrid_dist_cls(NVEC, C)
+    logits = _inputs(5).requires_grad_(True)
+    dist = cls.from_logits(logits)
+    a = dist.sample()
+    dist.logp(a).sum().backward()
+    assert torch.all(logits.grad.abs().sum(0) > 0)
+
+
+def test_central_module_multidiscrete_and_hybrid():
+    obs_space = gym.spaces.Box(0, np.inf, (10,), np.float32)
+    md = CentralPPOModule(observation_space=obs_space, action_space=gym.spaces.MultiDiscrete([3, 5, 3, 5]),
+                          model_config={"hidden": [32, 32]})
+    obs = torch.rand(6, 10)
+    out = md.forward_train({Columns.OBS: obs})
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (6, 16)
+    assert md.compute_values({Columns.OBS: obs}).shape == (6,)
+    dist = md.get_train_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    assert dist.logp(dist.sample()).shape == (6,)
+    # actor and critic share no parameter
+    assert not {id(p) for p in md.actor.parameters()} & {id(p) for p in md.critic.parameters()}
+    box = gym.spaces.Box(np.array([0, 0, -np.inf], np.float32), np.array([2, 4, np.inf], np.float32))
+    hy = CentralPPOModule(observation_space=obs_space, action_space=box,
+                          model_config={"hidden": [32], "discrete_nvec": [3, 5]})
+    dist = hy.get_train_action_dist_cls().from_logits(hy.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS])
+    a = dist.sample()
+    assert a.shape == (6, 3) and dist.logp(a).shape == (6,)
+
+
+def test_ddpg_module_actor_loss_leaves_critic_alone():
+    obs_space = gym.spaces.Box(0, np.inf, (6,), np.float32)
+    m = DDPGModule(observation_space=obs_space, action_space=gym.spaces.Box(-1, 1, (3,), np.float32),
+                   model_config={"hidden": [16, 16], "exploration_noise": 0.5})
+    m.make_target_networks()
+    obs = torch.rand(8, 6)
+    explore = m.forward_exploration({Columns.OBS: obs})[Columns.ACTIONS]
+    assert explore.shape == (8, 3) and explore.abs().max() <= 1.0
+    greedy = m.forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
+    assert not torch.allclose(explore, greedy)
+    out = m.forward_train({Columns.OBS: obs, Columns.NEXT_OBS: torch.rand(8, 6), Columns.ACTIONS: explore})
+    (-out["q_curr"].mean()).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in m.critic.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.actor.parameters())
+    assert not out["q_target_next"].requires_grad
+    pairs = m.get_target_network_pairs()
+    assert [type(a) for a, _ in pairs] == [type(b) for _, b in pairs]

@@ -1,0 +1,162 @@
+"""End-to-end training flows on real Ray and real MLflow (a server on 127.0.0.1 and the embedded store).
+
+Tiny budgets: 2-device scenarios, 20-period episodes, a few hundred env steps per iteration.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+TINY = {
+    "scenario": {"name": "tiny", "num_devices": 2, "episode_periods": 20},
+    "algorithm": {"train_batch_size": 200, "minibatch_size": 50, "num_epochs": 2, "learning_starts": 50,
+                  "ddpg_batch_size": 32},
+    "stop": {"iterations": 2},
+    "evaluation": {"episodes": 1, "episode_periods": 10, "baselines": ["Local-only", "Random-Cov"]},
+    "resources": {"num_cpus": 2, "num_env_runners": 0, "num_envs_per_env_runner": 4, "checkpoint_every": 1},
+}
+
+
+def splitrl(*args, cwd, timeout=420):
+    return subprocess.run([sys.executable, "-m", "splitrl.platform.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def write_cfg(path, **sections):
+    cfg = json.loads(json.dumps(TINY))
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def runs_of(uri, experiment="splitrl"):
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], output_format="list")
+
+
+@pytest.mark.timeout(900)
+def test_train_evaluate_compare_resume_against_mlflow_server(tmp_path, mlflow_server):
+    cfg = write_cfg(tmp_path / "tiny.yaml")
+    out = splitrl("train", str(cfg), "--out", "run", "--mlflow-uri", mlflow_server, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    # plain progress lines when not on a terminal, one per iteration
+    assert [ln.split()[1] for ln in out.stderr.splitlines() if ln.startswith("iter ")] == ["1/2", "2/2"]
+    ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    state = json.loads((ckpt / "splitrl.json").read_text())
+    assert state["iteration"] == 2 and state["env_steps"] >= 400
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+
+    [run] = runs_of(mlflow_server)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["algorithm.lr"] == "0.0003" and run.data.params["scenario.num_devices"] == "2"
+    assert run.data.tags["scenario"] == "tiny" and run.data.tags["algorithm"] == "LyaPPO"
+    assert len(run.data.tags["git_commit"]) >= 7
+    client = MlflowClient(mlflow_server)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "env_steps")] == [1, 2]
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"checkpoint", "compare"} <= arts
+    compare = json.loads((run_dir / "compare.json").read_text())
+    assert list(compare["policies"]) == ["LyaPPO", "Local-only", "Random-Cov"]
+
+    ev = splitrl("evaluate", "run", "--episodes", "2", "--json", "eval.json", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert metrics["episodes"] == 2 and metrics["energy"] == pytest.approx(metrics["energy_local"] + metrics["energy_tx"])
+
+    cmp_ = splitrl("compare", str(cfg), "--checkpoint", "run", "--json", "cmp.json", "--plot", "cmp.png", cwd=tmp_path)
+    assert cmp_.returncode == 0, cmp_.stderr[-3000:]
+    policies = json.loads((tmp_path / "cmp.json").read_text())["policies"]
+    assert list(policies) == ["LyaPPO", "Local-only", "Random-Cov"]
+    # the trained agent in `compare` is evaluated on the same seeded episodes as in `evaluate`
+    assert "LyaPPO" in cmp_.stdout
+
+    res = splitrl("train", str(cfg), "--resume", "run", "--set", "stop.iterations=3", "--no-compare", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed from" in res.stderr
+    [run2] = runs_of(mlflow_server)
+    assert run2.info.run_id == run.info.run_id and run2.info.status == "FINISHED"
+    steps = client.get_metric_history(run.info.run_id, "env_steps")
+    assert [m.step for m in steps] == [1, 2, 3]
+    assert steps[-1].value > steps[1].value
+    latest = (run_dir / "checkpoints" / "latest").read_text().strip()
+    assert latest == "iter_000003"
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("algorithm, name", [("ppo", "PPO"), ("ddpg-cov", "DDPG-Cov")])
+def test_learning_baselines_train_through_the_same_cli(tmp_path, algorithm, name):
+    cfg = write_cfg(tmp_path / "c.yaml", algorithm={"name": algorithm}, stop={"iterations": 1},
+                    evaluation={"baselines": ["Local-only"]})
+    out = splitrl("train", str(cfg), "--out", "run", cwd=tmp_path)  # embedded SQLite store
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "mlflow.db").exists()
+    [run] = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.info.status == "FINISHED" and run.data.tags["algorithm"] == name
+    compare = json.loads((tmp_path / "run" / "compare.json").read_text())
+    assert list(compare["policies"]) == [name, "Local-only"]
+    assert compare["policies"][name]["throughput"] > 0
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["algorithm.name=a2c"], "algorithm.name"),
+    (["stop.iterations=0"], "stop.iterations"),
+    (["scenario.arrival_rate=-1"], "scenario.arrival_rate"),
+    (["resources.num_env_runnerz=2"], "resources.num_env_runnerz"),
+])
+def test_bad_train_config_creates_nothing(tmp_path, sets, key):
+    cfg = write_cfg(tmp_path / "c.yaml")
+    args = ["train", str(cfg), "--out", "run"]
+    for s in sets:
+        args += ["--set", s]
+    out = splitrl(*args, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith(f"splitrl: error: {key}")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.timeout(300)
+def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
+    """An exception inside training leaves no dangling (RUNNING) MLflow run."""
+    import ray
+
+    from splitrl.platform import algorithms
+    from splitrl.platform.config import resolve_config
+    from splitrl.platform.train import train
+
+    cfg = resolve_config(TINY)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    real_build = algorithms.build_algo_config
+
+    class Boom:
+        def __init__(self, algo):
+            self.algo = algo
+
+        def train(self):
+            raise RuntimeError("simulated failure in an iteration")
+
+        def __getattr__(self, name):
+            return getattr(self.algo, name)
+
+    def build(cfg_):
+        config = real_build(cfg_)
+        original = config.build_algo
+        config.build_algo = lambda: Boom(original())
+        return config
+
+    monkeypatch.setattr(algorithms, "build_algo_config", build)
+    try:
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            train(cfg, out=tmp_path / "run", mlflow_uri=uri, compare_after=False)
+    finally:
+        ray.shutdown()
+    [run] = runs_of(uri)
+    assert run.info.status == "FAILED"
+    assert not (tmp_path / "run" / "checkpoints" / "latest").exists()

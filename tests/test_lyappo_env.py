@@ -158,3 +158,66 @@ def test_raising_lyapunov_weights_lowers_energy_and_raises_backlog():
         energies, backlogs = zip(*rows)
         assert energies[0] > energies[1] > energies[2], (name, rows)
         assert backlogs[0] < backlogs[1] < backlogs[2], (name, rows)
+
+
+def test_continuous_action_maps_to_partition_points():
+    from splitrl.envs.lyappo import LyaPPOContinuousEnv, continuous_to_partition
+
+    nv = np.array([19, 34])
+    np.testing.assert_array_equal(continuous_to_partition([-1.0, 1.0], nv), [0, 33])
+    np.testing.assert_array_equal(continuous_to_partition([0.0, 0.0], nv), [9, 16])
+    np.testing.assert_array_equal(continuous_to_partition([-7.0, 7.0], nv), [0, 33])  # clipped
+    env = LyaPPOContinuousEnv(**SMALL)
+    check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.array([-1.0, 1.0, 1.0, -1.0], np.float32))
+    np.testing.assert_array_equal(info["partition"], [[0, 33], [18, 0]])
+
+
+def test_joint_env_allocations_respect_capacities():
+    from splitrl.envs.lyappo import LyaPPOJointEnv
+
+    env = LyaPPOJointEnv(num_devices=2, arrival_rate=2.0)
+    s = env.scenario
+    M, N = 2, 2
+    assert env.action_space.shape == (M * N + 3 * M * N + M,)
+    k, alloc = env.split_action(np.zeros(env.action_space.shape))
+    np.testing.assert_allclose(alloc["f_local"].sum(-1), s.f_local_max_hz)  # 2 x 0.5 shares, normalised
+    np.testing.assert_allclose(alloc["power"], 0.5 * s.p_max_w)
+    np.testing.assert_allclose(alloc["f_edge"].sum(), s.f_edge_max_hz)
+    big = np.full(env.action_space.shape, 30.0)
+    big[: M * N] = [0, 33, 0, 33]
+    env.reset(seed=1)
+    for _ in range(20):
+        _, _, _, _, info = env.step(big)
+        tr = info["slots"]
+        assert np.all(tr["f_local"].sum(-1) <= s.f_local_max_hz * (1 + 1e-9))
+        assert np.all(tr["f_edge"].sum((-2, -1)) <= s.f_edge_max_hz * (1 + 1e-9))
+        assert np.all(tr["power"] <= s.p_max_w)
+        cap = shannon_rate(tr["power"], tr["gain"], bandwidth_hz=s.bandwidth_hz / M, noise_psd_w_per_hz=s.noise_psd_w_per_hz)
+        assert np.all(tr["rate"].sum(-1) <= cap * (1 + 1e-9) + 1e-6)
+        # the agent's power is spent only when something is queued for transmission
+        assert np.all((tr["power"] > 0) <= (tr["Q_tx"].sum(-1) > 0))
+
+
+def test_vector_env_matches_its_single_env_spaces_and_autoresets():
+    from splitrl.envs.lyappo import LyaPPOVectorEnv
+
+    v = LyaPPOVectorEnv({**SMALL, "episode_periods": 3, "reward_scale": 0.5}, num_envs=3)
+    obs, _ = v.reset(seed=4)
+    assert obs.shape == (3, v.single_observation_space.shape[0])
+    nv = v.single_action_space.nvec
+    single = LyaPPOEnv(**SMALL)
+    rewards = []
+    for t in range(4):
+        obs, r, term, trunc, info = v.step(np.tile(nv - 1, (3, 1)))
+        rewards.append(r)
+        assert all(single.observation_space.contains(o) for o in obs)
+        assert not term.any()
+        assert trunc.all() == (t == 2)
+    np.testing.assert_array_equal(rewards[3], 0.0)  # the autoreset step
+    assert np.all(rewards[0] <= 0)
+    # same seed, same batch trajectory
+    v2 = LyaPPOVectorEnv({**SMALL, "episode_periods": 3, "reward_scale": 0.5}, num_envs=3)
+    v2.reset(seed=4)
+    np.testing.assert_array_equal(v2.step(np.tile(nv - 1, (3, 1)))[1], rewards[0])

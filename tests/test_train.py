@@ -102,7 +102,9 @@ def test_learning_baselines_train_through_the_same_cli(tmp_path, algorithm, name
     assert run.info.status == "FINISHED" and run.data.tags["algorithm"] == name
     compare = json.loads((tmp_path / "run" / "compare.json").read_text())
     assert list(compare["policies"]) == [name, "Local-only"]
-    assert compare["policies"][name]["throughput"] > 0
+    m = compare["policies"][name]
+    assert m["energy"] == pytest.approx(m["energy_local"] + m["energy_tx"]) and m["energy"] >= 0
+    assert 0.0 <= m["partition"] <= 1.0
 
 
 @pytest.mark.parametrize("sets, key", [

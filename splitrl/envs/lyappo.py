@@ -243,13 +243,16 @@ class LyaPPOEnv(gym.Env):
         return self.features.observe(self.system, None)[0], {"distance_m": self.system.distance[0].copy()}
 
     def step(self, action):
-        if self.system is None:
-            raise RuntimeError("call reset() before step()")
         action = np.asarray(action, dtype=np.int64).reshape(-1)
         if action.shape != self.action_space.shape or not self.action_space.contains(action):
             raise ValueError(f"action {action.tolist()} is outside {self.action_space}")
+        return self._run_partition(action)
+
+    def _run_partition(self, partition: np.ndarray, allocation: Mapping[str, np.ndarray] | None = None):
+        if self.system is None:
+            raise RuntimeError("call reset() before step()")
         M, N = self.scenario.num_devices, self.scenario.services_per_device
-        return self._finish(self.system.run_period(action.reshape(1, M, N)))
+        return self._finish(self.system.run_period(np.asarray(partition).reshape(1, M, N), allocation))
 
     def _finish(self, out: dict):
         """Observation, reward, flags and info of a simulated period (batch of one)."""
@@ -310,10 +313,8 @@ class LyaPPOJointEnv(LyaPPOEnv):
         return k, alloc
 
     def step(self, action):
-        if self.system is None:
-            raise RuntimeError("call reset() before step()")
         k, alloc = self.split_action(action)
-        return self._finish(self.system.run_period(k, alloc))
+        return self._run_partition(k, alloc)
 
 
 def continuous_to_partition(action, nvec) -> np.ndarray:
@@ -334,7 +335,7 @@ class LyaPPOContinuousEnv(LyaPPOEnv):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != self.action_space.shape or not np.all(np.isfinite(a)):
             raise ValueError(f"action must be {self.action_space.shape[0]} finite numbers in [-1, 1]")
-        return super().step(continuous_to_partition(a, self.partition_nvec))
+        return self._run_partition(continuous_to_partition(a, self.partition_nvec))
 
     def to_partition(self, actions) -> np.ndarray:
         return continuous_to_partition(actions, self.partition_nvec)

@@ -226,7 +226,7 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
             summary["compare"] = _compare_trained(cfg, last_saved, run_dir, tracker, progress)
         status = "FINISHED"
         return summary
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into an exit by Ray
         status = "KILLED"
         raise
     finally:

@@ -170,6 +170,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     for name in ("mlflow", "alembic", "ray", "ray.rllib", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.rllib.utils.deprecation").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,3 +107,27 @@ def test_resolved_config_fills_defaults():
     assert load_config(repo / "configs/lyappo.yaml")["scenario"]["models"] == ["resnet50", "mobilenet_v2"]
     with pytest.raises(ConfigError):
         resolve_config({"evaluation": {"episodes": True}})
+
+
+def test_progress_is_live_on_a_terminal_and_plain_otherwise():
+    import io
+
+    from splitrl.platform.train import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    m = {"env_steps": 4000.0, "env_steps_per_s": 800.0, "time_s": 5.0, "episode_return_mean": -123.4,
+         "energy": 0.0005, "backlog": 0.75}
+    tty, plain = Tty(), io.StringIO()
+    for stream in (tty, plain):
+        p = Progress(stream)
+        p.update(1, {"iterations": 3}, m)
+        p.update(2, {"iterations": 3}, {k: v for k, v in m.items() if k != "energy"})
+        p.done()
+    assert tty.getvalue().count("\r\033[K") == 2 and tty.getvalue().endswith("\n")
+    lines = plain.getvalue().splitlines()
+    assert lines[0].startswith("iter 1/3  steps 4,000") and "return -123.4" in lines[0]
+    assert "energy 0.500 mJ/slot" in lines[0] and "energy - mJ/slot" in lines[1]
+    assert "\r" not in plain.getvalue()

@@ -139,8 +139,9 @@ def _init_ray(cfg: dict, address: str | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        # A private local instance on loopback only (token authentication stays on).
         ray.init(num_cpus=cfg["resources"]["num_cpus"] or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
 
 
 def _check_resume_matches(saved: dict, cfg: dict) -> None:

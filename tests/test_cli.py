@@ -29,16 +29,21 @@ def test_profile_json_structure(capsys):
     assert {"name", "op", "macs", "out_bytes", "parents"} <= set(prof["nodes"][0])
     names = [n["name"] for n in prof["nodes"]]
     assert all(p in names[: i] for i, n in enumerate(prof["nodes"]) for p in n["parents"])
-    pts = prof["partition_points"]
-    assert [p["index"] for p in pts] == list(range(len(pts)))
-    assert pts[0]["cut"] == ["input"] and pts[0]["device_macs"] == 0
-    assert pts[-1]["tx_bytes"] == 0 and pts[-1]["device_macs"] == prof["total_macs"]
+    for key, first in (("partition_points", 1), ("layer_points", 0)):
+        pts = prof[key]
+        assert [p["index"] for p in pts] == list(range(first, first + len(pts)))
+        assert pts[0]["cut"] == ["input"] and pts[0]["device_macs"] == 0
+        assert pts[-1]["tx_bytes"] == 0 and pts[-1]["device_macs"] == prof["total_macs"]
+    assert len(prof["partition_points"]) > len(prof["layer_points"])  # residual blocks add cuts
 
 
 def test_profile_table_and_unknown_model(capsys):
     assert main(["profile", "alexnet"]) == 0
     out = capsys.readouterr().out
     assert "0.714 GMACs" in out and "features_2" in out
+    assert main(["profile", "resnet18", "--points", "operator"]) == 0
+    out = capsys.readouterr().out
+    assert "38 operator-grained" in out and "maxpool, layer1_0_conv2" in out
     assert main(["profile", "lenet"]) == 2
     assert "unknown model 'lenet'" in capsys.readouterr().err
 

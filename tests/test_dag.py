@@ -56,7 +56,7 @@ def test_every_cut_blocks_all_paths_and_its_numbers_add_up(model):
     assert len(cuts) == len(pts) - 1  # no point listed twice
     # the operator-grained points include every layer-level (chain) point
     dag_macs = {round(p["device_macs"]) for p in pts}
-    assert all(round(c["device_macs"]) in dag_macs for c in prof["partition_points"])
+    assert all(round(c["device_macs"]) in dag_macs for c in prof["layer_points"])
 
 
 def test_parallel_branches_combine_by_cartesian_product():

@@ -55,7 +55,7 @@ def test_partition_table_is_well_formed(model):
     # topological order and a single crossing tensor at every interior point
     for n in prof["nodes"]:
         assert all(pos[p] < pos[n["name"]] for p in n["parents"])
-    for pt in prof["partition_points"][1:-1]:
+    for pt in prof["layer_points"][1:-1]:
         i = pos[pt["cut"][0]]
         crossing = {p for n in prof["nodes"][i + 1:] for p in n["parents"] if pos[p] <= i}
         assert crossing == {pt["cut"][0]}

@@ -4,10 +4,13 @@ A profile is the operator-level DAG of a model (``torch.fx`` trace + shape propa
 ``1 x C x H x W`` input, ``weights=None`` so nothing is downloaded) with cheap operators
 (activations, batch-norm, dropout, flatten, ...) folded into their producer, as the EMH-PPO
 paper's footnote does.  Every node records its MACs, the bytes of its output tensor and its
-parents.  From the DAG we derive the *layer-level* (chain, Neurosurgeon-style) partition points
-used by LyaPPO (Section III-A): a point ``k`` is a position in the topological order at which
-exactly one tensor crosses from the device side to the server side.  Point 0 sends the raw
-input; point ``K`` runs the whole model on the device and sends nothing.
+parents.  From the DAG we derive two sets of partition points:
+
+* ``partition_points``: the *operator-grained* points of EMH-PPO (any set of operators that blocks
+  every input-to-output path, :mod:`splitrl.envs.dag`), indexed ``s = 1..S``;
+* ``layer_points``: the *layer-level* (chain, Neurosurgeon-style) points used by LyaPPO (Section
+  III-A), positions in the topological order at which exactly one tensor crosses, indexed
+  ``k = 0..K``: point 0 sends the raw input, point ``K`` runs the whole model on the device.
 
 Tracing needs torch; everything else (loading a cached profile, the partition table) is plain
 Python/numpy so that rollout workers never import torch for the simulator.
@@ -151,13 +154,17 @@ def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
         nodes.append(entry)
         index[entry["name"]] = entry
 
+    from .dag import OperatorGraph
+
     total = float(sum(n["macs"] for n in nodes))
     profile = {
         "model": model,
         "input_shape": list(input_shape),
         "total_macs": total,
         "nodes": nodes,
-        "partition_points": chain_partition_points(nodes),
+        # operator-grained points s = 1..S (EMH-PPO) and layer-level points k = 0..K (LyaPPO)
+        "partition_points": OperatorGraph(nodes).partition_points(),
+        "layer_points": chain_partition_points(nodes),
     }
     return profile
 
@@ -247,7 +254,7 @@ def partition_table(model: str, input_bits_per_element: float = 8.0, points: str
     ``points="pareto"`` keeps only the non-dominated points (:func:`pareto_points`).
     """
     prof = load_profile(model)
-    pts = prof["partition_points"]
+    pts = prof["layer_points"]
     elements = float(np.prod(prof["input_shape"]))
     input_bits = elements * input_bits_per_element
     c = np.array([p["device_macs"] for p in pts]) / prof["total_macs"]

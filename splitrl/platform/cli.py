@@ -25,11 +25,15 @@ def _cmd_profile(args) -> int:
         print()
         return 0
     print(f"{prof['model']}  input {'x'.join(map(str, prof['input_shape']))}  "
-          f"{prof['total_macs'] / 1e9:.3f} GMACs  {len(prof['nodes'])} operators "
-          f"(cheap ones folded)  {len(prof['partition_points'])} layer-level partition points")
-    print(f"{'k':>3}  {'cut after':<24} {'device GMACs':>12} {'c_k':>6} {'tx [kB]':>10}")
-    for p in prof["partition_points"]:
-        print(f"{p['index']:>3}  {p['cut'][0]:<24} {p['device_macs'] / 1e9:>12.4f} "
+          f"{prof['total_macs'] / 1e9:.3f} GMACs  {len(prof['nodes'])} operators (cheap ones folded)  "
+          f"{len(prof['layer_points'])} layer-level / {len(prof['partition_points'])} operator-grained "
+          f"partition points")
+    key, label = ("partition_points", "s") if args.points == "operator" else ("layer_points", "k")
+    print(f"{label:>4}  {'cut (device-side operators whose outputs are sent)':<52} {'device GMACs':>12} "
+          f"{'share':>6} {'tx [kB]':>10}")
+    for p in prof[key]:
+        cut = ", ".join(p["cut"])
+        print(f"{p['index']:>4}  {cut[:52]:<52} {p['device_macs'] / 1e9:>12.4f} "
               f"{p['device_macs'] / prof['total_macs']:>6.3f} {p['tx_bytes'] / 1e3:>10.1f}")
     return 0
 
@@ -123,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="torchvision model name (alexnet, vgg16, resnet18, resnet50, "
                                  "mobilenet_v2, googlenet)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--points", choices=("layer", "operator"), default="layer",
+                   help="table of layer-level (LyaPPO) or operator-grained (EMH-PPO) points")
     p.add_argument("--input-shape", type=int, nargs=3, default=(3, 224, 224), metavar=("C", "H", "W"))
     p.add_argument("--save", action="store_true", help="rewrite the cached profile in the package")
     p.set_defaults(func=_cmd_profile)

@@ -48,7 +48,6 @@ def test_work_is_conserved_and_capacity_grows():
     served_total = np.zeros(3)
     finished = 0
     for t in range(400):
-        q0 = p.backlog().reshape(3, -1).sum(-1)
         work = rng.uniform(0, 30, size=(3, 3, 2, 2))
         before = p.backlog()
         done, lat = p.serve(work, t)

@@ -6,7 +6,6 @@ Tiny budgets: 2-device scenarios, 20-period episodes, a few hundred env steps pe
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import pytest

@@ -23,7 +23,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -261,5 +261,3 @@ def _compare_trained(cfg: dict, ckpt: Path, run_dir: Path, tracker: Tracker, pro
                         step=json.loads((ckpt / "splitrl.json").read_text())["iteration"])
     return result
 
-
-ProgressFn = Callable[[str], None]

@@ -123,6 +123,21 @@ def test_slot_trace_shapes_equations_and_constraints():
         assert env.observation_space.contains(env.features.observe(env.system, None)[0])
 
 
+def test_pareto_partition_points_drop_only_dominated_points():
+    full = LyaPPOEnv(**SMALL, partition_points="all")
+    par = LyaPPOEnv(**SMALL)
+    assert par.scenario.partition_points == "pareto"
+    assert np.all(par.action_space.nvec < full.action_space.nvec)
+    for tf, tp in zip(full.scenario.tables(), par.scenario.tables()):
+        assert tp.c[0] == 0 and tp.c[-1] == 1 and tp.d[-1] == 0
+        assert set(tp.names) <= set(tf.names)
+        for c, d in zip(tf.c, tf.d):  # every dropped point is dominated by a kept one
+            assert np.any((tp.c <= c) & (tp.d <= d))
+        for i in range(len(tp.c)):  # no kept point is dominated
+            others = np.delete(np.arange(len(tp.c)), i)
+            assert not np.any((tp.c[others] <= tp.c[i]) & (tp.d[others] <= tp.d[i]))
+
+
 def test_partition_extremes_route_the_work():
     env = LyaPPOEnv(**SMALL)
     nv = env.action_space.nvec
@@ -166,7 +181,7 @@ def test_continuous_action_maps_to_partition_points():
     np.testing.assert_array_equal(continuous_to_partition([-1.0, 1.0], nv), [0, 33])
     np.testing.assert_array_equal(continuous_to_partition([0.0, 0.0], nv), [9, 16])
     np.testing.assert_array_equal(continuous_to_partition([-7.0, 7.0], nv), [0, 33])  # clipped
-    env = LyaPPOContinuousEnv(**SMALL)
+    env = LyaPPOContinuousEnv(**SMALL, partition_points="all")
     check_env(env, skip_render_check=True)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([-1.0, 1.0, 1.0, -1.0], np.float32))
@@ -176,7 +191,7 @@ def test_continuous_action_maps_to_partition_points():
 def test_joint_env_allocations_respect_capacities():
     from splitrl.envs.lyappo import LyaPPOJointEnv
 
-    env = LyaPPOJointEnv(num_devices=2, arrival_rate=2.0)
+    env = LyaPPOJointEnv(num_devices=2, arrival_rate=2.0, partition_points="all")
     s = env.scenario
     M, N = 2, 2
     assert env.action_space.shape == (M * N + 3 * M * N + M,)

@@ -58,7 +58,7 @@ class LyaPPOScenario:
     reward_backlog_weight: float = 0.1         # omega_2, per period (G tau) of backlog
     backlog_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)  # beta_1..3: local, tx, edge
     initial_partition: str = "local"           # partition before the first action: local | edge
-    partition_points: str = "all"              # all layer-level points | pareto (non-dominated only)
+    partition_points: str = "pareto"           # pareto (non-dominated layer-level points) | all
 
     def tables(self):
         """The partition table of every service's model."""

@@ -4,10 +4,10 @@ Tiny budgets: 2-device scenarios, 20-period episodes, a few hundred env steps pe
 """
 
 import json
+import os
 import subprocess
 import sys
 
-import mlflow
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -23,8 +23,9 @@ TINY = {
 
 
 def splitrl(*args, cwd, timeout=420):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the default store is tested
     return subprocess.run([sys.executable, "-m", "splitrl.platform.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def write_cfg(path, **sections):
@@ -36,8 +37,9 @@ def write_cfg(path, **sections):
 
 
 def runs_of(uri, experiment="splitrl"):
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
 
 
 @pytest.mark.timeout(900)

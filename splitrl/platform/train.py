@@ -156,12 +156,11 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
           address: str | None = None, mlflow_uri: str | None = None, progress: Progress | None = None,
           compare_after: bool = True) -> dict:
     """Train per ``cfg`` (resolved); returns a summary with the final checkpoint and metrics."""
-    from ray.rllib.algorithms.algorithm import Algorithm  # noqa: F401  (fail early if RLlib is broken)
-
     from splitrl.platform.algorithms import build_algo_config
 
     progress = progress or Progress()
     alg_name = cfg["algorithm"]["name"]
+    run_name = cfg["tracking"]["run_name"] or f"{alg_name}-{cfg['scenario']['name']}"
     state: dict[str, Any] = {"iteration": 0, "env_steps": 0.0, "time_s": 0.0}
     run_info: dict[str, Any] = {}
     if resume:
@@ -175,11 +174,9 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
     else:
         ckpt = None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        run_name = cfg["tracking"]["run_name"] or f"{alg_name}-{cfg['scenario']['name']}"
         run_dir = Path(out) if out else Path("runs") / f"{run_name}-{stamp}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(str(run_dir), "output directory exists and is not empty (use --resume to continue it)")
-    run_name = cfg["tracking"]["run_name"] or f"{alg_name}-{cfg['scenario']['name']}"
 
     tracker = Tracker(cfg["tracking"], uri_override=mlflow_uri or run_info.get("mlflow_uri"))
     _init_ray(cfg, address)

@@ -137,7 +137,10 @@ def _init_ray(cfg: dict, address: str | None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError("--address", f"cannot connect to a Ray cluster at {address!r}: {exc}") from None
     else:
         # A private local instance on loopback only (token authentication stays on).
         ray.init(num_cpus=cfg["resources"]["num_cpus"] or os.cpu_count(), include_dashboard=False,

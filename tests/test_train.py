@@ -163,3 +163,39 @@ def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
     [run] = runs_of(uri)
     assert run.info.status == "FAILED"
     assert not (tmp_path / "run" / "checkpoints" / "latest").exists()
+
+
+@pytest.mark.timeout(600)
+def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
+    """SIGTERM mid-training: no RUNNING MLflow run, `latest` names a complete checkpoint, resume works."""
+    import signal
+    import time
+
+    cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 200})
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen([sys.executable, "-m", "splitrl.platform.cli", "train", str(cfg), "--out", "run",
+                             "--no-compare"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    deadline = time.time() + 300
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("iter 3/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+        assert time.time() < deadline, "".join(seen[-20:])
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    [run] = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.info.status in ("KILLED", "FAILED")
+    ckpt_root = tmp_path / "run" / "checkpoints"
+    latest = ckpt_root / (ckpt_root / "latest").read_text().strip()
+    state = json.loads((latest / "splitrl.json").read_text())
+    assert 2 <= state["iteration"] <= 4 and (latest / "algorithm").is_dir()
+
+    res = splitrl("train", str(cfg), "--resume", "run", "--set", f"stop.iterations={state['iteration'] + 1}",
+                  "--no-compare", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    [run2] = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run2.info.run_id == run.info.run_id and run2.info.status == "FINISHED"
+    done = json.loads((ckpt_root / (ckpt_root / "latest").read_text().strip() / "splitrl.json").read_text())
+    assert done["iteration"] == state["iteration"] + 1 and done["env_steps"] > state["env_steps"]

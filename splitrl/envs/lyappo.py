@@ -41,7 +41,6 @@ from .scenario import LyaPPOScenario, make_scenario
 
 SLOT_KEYS_MN = ("Q_local", "Q_tx", "Q_edge", "f_local", "rate", "f_edge", "tasks_local", "tasks_tx",
                 "tasks_edge", "arrivals")
-SLOT_KEYS_M = ("power", "gain", "rate_max", "energy_local", "energy_tx")
 
 
 class LyaPPOSystem:

@@ -32,13 +32,6 @@ class TaskPipeline:
         self.count = np.zeros((3, rows), dtype=np.int64)
         self._rows = np.arange(rows)
 
-    def copy(self) -> "TaskPipeline":
-        new = object.__new__(TaskPipeline)
-        new.__dict__.update(self.__dict__)
-        new.tasks = self.tasks.copy()
-        new.count = self.count.copy()
-        return new
-
     def broadcast(self, batch: int) -> "TaskPipeline":
         """``batch`` copies of this pipeline stacked on a new leading axis (shape ``(batch, *shape)``)."""
         new = TaskPipeline((batch,) + self.shape, capacity=self.capacity)

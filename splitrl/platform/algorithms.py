@@ -19,6 +19,7 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from splitrl.envs.lyappo import LyaPPOVectorEnv, make_lyappo_env
+from splitrl.platform.compare import STEP_KEYS, physics_metrics
 
 ACTION_MODES = {"lyappo": "partition", "ppo": "joint", "ddpg-cov": "continuous"}
 EPISODE_METRICS = ("energy", "energy_local", "energy_tx", "backlog", "throughput", "latency")
@@ -33,25 +34,15 @@ class LyaPPOMetrics(RLlibCallback):
     """
 
     def on_episode_end(self, *, episode, metrics_logger=None, env=None, **kwargs) -> None:
-        infos = [i for i in episode.get_infos() if isinstance(i, dict) and "energy_local" in i]
-        if not infos or metrics_logger is None:
+        steps = [i for i in episode.get_infos() if isinstance(i, dict) and STEP_KEYS[0] in i]
+        if not steps or metrics_logger is None:
             return
         scenario = env.unwrapped.scenario if env is not None and hasattr(env.unwrapped, "scenario") else None
-        M = scenario.num_devices if scenario else 1
-        period = scenario.period_seconds if scenario else 1.0
-        n = len(infos)
-        e_loc = sum(float(i["energy_local"]) for i in infos) / n / M
-        e_tx = sum(float(i["energy_tx"]) for i in infos) / n / M
-        done = sum(float(i["completed"]) for i in infos)
-        values = {
-            "energy": e_loc + e_tx, "energy_local": e_loc, "energy_tx": e_tx,
-            "backlog": sum(float(i["backlog_s"]) for i in infos) / n,
-            "throughput": done / (n * period),
-            "latency": sum(float(i["latency_s"]) for i in infos) / done if done else float("nan"),
-        }
-        for key, value in values.items():
-            if np.isfinite(value):
-                metrics_logger.log_value(key, value, reduce="mean", window=100)
+        values = physics_metrics(steps, scenario.num_devices if scenario else 1,
+                                 scenario.period_seconds if scenario else 1.0)
+        for key in EPISODE_METRICS:
+            if np.isfinite(values[key]):
+                metrics_logger.log_value(key, values[key], reduce="mean", window=100)
 
 
 def env_config(cfg: dict) -> dict:

@@ -27,15 +27,35 @@ COLUMNS = {
 }
 
 
+STEP_KEYS = ("energy_local", "energy_tx", "backlog_local_s", "backlog_tx_s", "backlog_edge_s", "completed",
+             "latency_s")
+
+
+def physics_metrics(steps: list[dict], num_devices: int, period_seconds: float) -> dict:
+    """Physics metrics of a run of env steps (their infos, :data:`STEP_KEYS` at least).
+
+    ``energy*``: device energy per slot in J (mean over devices and slots); ``backlog*``: total
+    backlog over all queues in seconds of work at full capacity (mean over slots);
+    ``throughput``: finished tasks per second; ``latency``: mean task latency in s.
+    """
+    n = len(steps)
+    tot = {k: sum(float(step[k]) for step in steps) for k in STEP_KEYS}
+    out = {"energy_local": tot["energy_local"] / n / num_devices, "energy_tx": tot["energy_tx"] / n / num_devices,
+           "backlog_local": tot["backlog_local_s"] / n, "backlog_tx": tot["backlog_tx_s"] / n,
+           "backlog_edge": tot["backlog_edge_s"] / n}
+    out["energy"] = out["energy_local"] + out["energy_tx"]
+    out["backlog"] = out["backlog_local"] + out["backlog_tx"] + out["backlog_edge"]
+    out["throughput"] = tot["completed"] / (n * period_seconds)
+    out["latency"] = tot["latency_s"] / tot["completed"] if tot["completed"] else float("nan")
+    return out
+
+
 def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
                     episode_periods: int | None = None) -> dict:
     """Average metrics of ``policy`` over ``episodes`` episodes seeded ``seed, seed+1, ...``.
 
-    ``energy*``: device energy per slot in J (mean over devices and slots); ``backlog*``: total
-    backlog over all queues in seconds of work at full capacity (mean over slots); ``partition``:
-    mean partition point as a fraction of each model's ``K`` (0 = edge, 1 = local);
-    ``latency``: mean task latency in s; ``throughput``: finished tasks per second; ``reward``:
-    mean episode return.
+    :func:`physics_metrics` over all steps, plus ``partition``: mean partition point as a
+    fraction of each model's ``K`` (0 = edge, 1 = local), and ``reward``: mean episode return.
     """
     overrides = dict(scenario)
     if episode_periods is not None:
@@ -45,9 +65,7 @@ def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
     env = make_lyappo_env(overrides)
     M = env.scenario.num_devices
     top = env.partition_nvec.reshape(M, -1) - 1
-    sums = dict.fromkeys(("energy_local", "energy_tx", "backlog_local", "backlog_tx", "backlog_edge",
-                          "partition"), 0.0)
-    returns, periods, completed, latency = [], 0, 0, 0.0
+    steps, partition, returns = [], 0.0, []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         policy.reset(env, seed + i)
@@ -57,21 +75,11 @@ def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
             obs, reward, terminated, truncated, info = env.step(action)
             ret += reward
             done = terminated or truncated
-            periods += 1
-            sums["energy_local"] += info["energy_local"] / M
-            sums["energy_tx"] += info["energy_tx"] / M
-            sums["backlog_local"] += info["backlog_local_s"]
-            sums["backlog_tx"] += info["backlog_tx_s"]
-            sums["backlog_edge"] += info["backlog_edge_s"]
-            sums["partition"] += float(np.mean(info["partition"] / top))
-            completed += info["completed"]
-            latency += info["latency_s"]
+            steps.append({k: info[k] for k in STEP_KEYS})
+            partition += float(np.mean(info["partition"] / top))
         returns.append(ret)
-    out = {k: v / periods for k, v in sums.items()}
-    out["energy"] = out["energy_local"] + out["energy_tx"]
-    out["backlog"] = out["backlog_local"] + out["backlog_tx"] + out["backlog_edge"]
-    out["latency"] = latency / completed if completed else float("nan")
-    out["throughput"] = completed / (periods * env.scenario.period_seconds)
+    out = physics_metrics(steps, M, env.scenario.period_seconds)
+    out["partition"] = partition / len(steps)
     out["reward"] = float(np.mean(returns))
     out["reward_std"] = float(np.std(returns))
     out["episodes"] = episodes

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from splitrl.platform.algorithms import EPISODE_METRICS
 from splitrl.platform.config import ALGORITHM_NAMES, ConfigError
 from splitrl.platform.tracking import Tracker, git_commit, run_params
 
@@ -120,7 +121,7 @@ def _metrics(result: dict, t_start: float, steps0: float, time0: float, reward_s
         "episode_return_mean": (er["episode_return_mean"] / reward_scale
                                 if er.get("episode_return_mean") is not None else None),
     }
-    for key in ("energy", "energy_local", "energy_tx", "backlog", "throughput", "latency"):
+    for key in EPISODE_METRICS:
         if key in er:
             out[key] = er[key]
     learner = result.get("learners", {}).get("default_policy", {})

@@ -251,10 +251,12 @@ def partition_table(model: str, input_bits_per_element: float = 8.0, points: str
 
     ``d_k`` is relative to the raw input ``D`` = elements x ``input_bits_per_element`` (an XR
     camera frame is 8-bit; intermediate features are float32).  ``d[0] = 1`` by definition.
-    ``points="pareto"`` keeps only the non-dominated points (:func:`pareto_points`).
+    ``points="pareto"`` keeps only the non-dominated points (:func:`pareto_points`);
+    ``points="operator"`` gives EMH-PPO's operator-grained points ``s = 1..S`` instead of the
+    layer-level chain (row ``i`` is point ``s = i + 1``).
     """
     prof = load_profile(model)
-    pts = prof["layer_points"]
+    pts = prof["partition_points" if points == "operator" else "layer_points"]
     elements = float(np.prod(prof["input_shape"]))
     input_bits = elements * input_bits_per_element
     c = np.array([p["device_macs"] for p in pts]) / prof["total_macs"]
@@ -265,7 +267,7 @@ def partition_table(model: str, input_bits_per_element: float = 8.0, points: str
     if points == "pareto":
         keep = pareto_points(c, d)
         c, d, names = c[keep], d[keep], tuple(names[i] for i in keep)
-    elif points != "all":
-        raise ValueError(f"points must be 'all' or 'pareto', got {points!r}")
+    elif points not in ("all", "operator"):
+        raise ValueError(f"points must be 'all', 'pareto' or 'operator', got {points!r}")
     return PartitionTable(model=model, total_macs=float(prof["total_macs"]), input_bits=input_bits,
                           c=c, d=d, names=names)

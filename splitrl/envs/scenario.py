@@ -31,6 +31,7 @@ class ScenarioError(ValueError):
 class LyaPPOScenario:
     """Parameters of the MEC-assisted XR inference system (LyaPPO Section III, Table II)."""
 
+    world: str = "lyappo"                      # which world a config describes (lyappo | emh)
     name: str = "lyappo-table2"
     num_devices: int = 4                       # M
     services_per_device: int = 2               # N_m (the same service set on every device)
@@ -147,6 +148,8 @@ def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: boo
         if values[key] < 0:
             raise ScenarioError(key, f"must be >= 0, got {values[key]}")
     values["noise_dbm_per_hz"] = _as_number("noise_dbm_per_hz", values["noise_dbm_per_hz"])
+    if values["world"] != "lyappo":
+        raise ScenarioError("world", f"expected 'lyappo', got {values['world']!r}")
     if not isinstance(values["name"], str) or not values["name"]:
         raise ScenarioError("name", f"expected a non-empty string, got {values['name']!r}")
     if values["distance_min_m"] > values["distance_max_m"]:

@@ -38,10 +38,14 @@ def _cmd_profile(args) -> int:
     return 0
 
 
+#: Scenario keys a checkpoint may differ in from the compare config (variants of one world).
+_VARIANT_KEYS = ("episode_periods", "name", "mdp", "partitioning", "slot_ms")
+
+
 def _cmd_compare(args) -> int:
-    from splitrl.platform.baselines import make_baselines
-    from splitrl.platform.compare import compare, format_table, plot, write_json
+    from splitrl.platform.compare import write_json
     from splitrl.platform.config import load_config
+    from splitrl.platform.train import make_world_baselines, run_comparison
 
     sets = list(args.set or [])
     if args.episodes is not None:
@@ -55,21 +59,21 @@ def _cmd_compare(args) -> int:
         for path in args.checkpoint:
             ckpt = latest_checkpoint(path)
             theirs = checkpoint_config(ckpt)["scenario"]
-            diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in ("episode_periods", "name")]
+            diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in _VARIANT_KEYS]
             if diff:
                 raise _UserError(f"--checkpoint {path}: trained on a different scenario "
-                                 f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'][diff[0]]!r})")
+                                 f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'].get(diff[0])!r})")
             trained.append(load_trained_policy(ckpt))
         names = [p.name for p in trained]
         for i, p in enumerate(trained):  # two checkpoints of one algorithm: keep both, apart
             if names.count(p.name) > 1:
                 p.name = f"{p.name} #{names[:i + 1].count(p.name)}"
-    policies = trained + make_baselines(cfg["evaluation"])
+    policies = trained + make_world_baselines(cfg)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))
     log(f"comparing {len(policies)} policies on {cfg['evaluation']['episodes']} seeded episodes "
         f"of scenario {cfg['scenario']['name']}")
-    result = compare(policies, cfg["scenario"], cfg["evaluation"], progress=log)
-    print(format_table(result))
+    result, table, plot = run_comparison(policies, cfg, log)
+    print(table)
     if args.json:
         write_json(result, args.json)
         log(f"wrote {args.json}")
@@ -103,10 +107,17 @@ def _cmd_evaluate(args) -> int:
     ev = cfg["evaluation"]
     episodes = args.episodes or ev["episodes"]
     policy = load_trained_policy(ckpt)
-    m = evaluate_policy(policy, cfg["scenario"], episodes, ev["seed"], ev["episode_periods"])
+    if cfg["scenario"].get("world") == "emh":
+        from splitrl.platform.emh import evaluate_emh_policy
+
+        m = evaluate_emh_policy(policy, cfg["scenario"], {**ev, "episodes": episodes})
+        keys = ("latency", "energy", "reward", "waiting", "device_share")
+    else:
+        m = evaluate_policy(policy, cfg["scenario"], episodes, ev["seed"], ev["episode_periods"])
+        keys = ("energy", "energy_local", "energy_tx", "backlog", "partition", "latency", "throughput", "reward")
     result = {"checkpoint": str(ckpt), "policy": policy.name, "episodes": episodes, "seed": ev["seed"], "metrics": m}
     print(f"{policy.name} ({ckpt}) on {episodes} seeded episodes:")
-    for key in ("energy", "energy_local", "energy_tx", "backlog", "partition", "latency", "throughput", "reward"):
+    for key in keys:
         print(f"  {key:<13} {m[key]:.6g}")
     if args.json:
         write_json(result, args.json)

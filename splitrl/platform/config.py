@@ -13,19 +13,41 @@ from typing import Any, Mapping
 
 import yaml
 
+from splitrl.envs.emh import make_emh_scenario
 from splitrl.envs.scenario import LyaPPOScenario, ScenarioError, make_scenario
 
+#: Worlds (``scenario.world``) and their non-learning baselines and algorithms.
+WORLDS = ("lyappo", "emh")
 BASELINES = ("Fix-Cov", "Random-Cov", "Local-only", "Edge-only", "Greedy-Cov")
+EMH_BASELINES = ("Local-only", "AgileNN", "Round-robin")
+WORLD_BASELINES = {"lyappo": BASELINES, "emh": EMH_BASELINES}
+WORLD_ALGORITHMS = {"lyappo": ("lyappo", "ppo", "ddpg-cov"), "emh": ("emh-ppo", "mahppo", "h-ppo")}
 
-ALGORITHMS = ("lyappo", "ppo", "ddpg-cov")
+ALGORITHMS = WORLD_ALGORITHMS["lyappo"] + WORLD_ALGORITHMS["emh"]
 #: Display names, as used in comparison tables and JSON.
-ALGORITHM_NAMES = {"lyappo": "LyaPPO", "ppo": "PPO", "ddpg-cov": "DDPG-Cov"}
+ALGORITHM_NAMES = {"lyappo": "LyaPPO", "ppo": "PPO", "ddpg-cov": "DDPG-Cov", "emh-ppo": "EMH-PPO",
+                   "mahppo": "MAHPPO", "h-ppo": "H-PPO"}
+
+
+def policy_name(cfg: Mapping[str, Any]) -> str:
+    """Display name of a trained agent: the algorithm's, with the EMH world's variant
+    (``EMH-PPO (time-based)``, ``EMH-PPO (vertical)``)."""
+    name = ALGORITHM_NAMES[cfg["algorithm"]["name"]]
+    sc = cfg["scenario"]
+    if sc.get("world") == "emh":
+        variants = [v for v, on in (("time-based", sc.get("mdp") == "time"),
+                                    ("vertical", sc.get("partitioning") == "vertical")) if on]
+        if variants:
+            name += f" ({', '.join(variants)})"
+    return name
 
 #: Defaults of every section except ``scenario`` (whose defaults are the dataclass's).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "algorithm": {
         "name": "lyappo",            # lyappo (PPO + allocators) | ppo (joint, no allocators) | ddpg-cov
-        "hidden": [128, 128],        # actor and critic MLP widths (the paper: two layers of 128)
+        "hidden": [128, 128],        # actor and critic MLP widths (LyaPPO: 2 x 128; EMH-PPO: agent
+                                     # heads and critic, 256-128-64)
+        "embed": [512, 256],         # EMH-PPO / MAHPPO: embedding network widths (GELU)
         "activation": "tanh",        # tanh | relu
         "lr": 3.0e-4,                # Adam learning rate (PPO); the paper's value
         "gamma": 0.99,               # discount
@@ -35,8 +57,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "vf_loss_coeff": 0.5,        # PPO value-loss weight
         "vf_clip": 1.0e6,            # PPO value-loss clip (off in practice: RLlib zeroes the critic
                                      # gradient beyond it, and early returns are large)
-        "grad_clip": 100.0,          # global gradient-norm clip (actor and critic share it)
+        "grad_clip": 100.0,          # global gradient-norm clip per module (null: none; Adam alone)
         "reward_scale": 0.01,        # rewards seen by the learner are multiplied by this
+        "point_prior_temperature_s": None,  # EMH world: initial partition-point logits -L_nominal/T
+                                     # (Boltzmann prior over nominal per-task latency); null: uniform
+        "reward_clip": None,         # EMH world: costs above this are compressed logarithmically for
+                                     # the learner, -c log(1 + cost/c) (null: raw reward)
         "train_batch_size": 4000,    # env steps (periods) per training iteration
         "minibatch_size": 128,       # SGD minibatch (PPO)
         "num_epochs": 10,            # SGD passes per iteration (PPO)
@@ -70,12 +96,24 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "episodes": 5,                    # seeded episodes per policy
         "seed": 10_000,                   # episode i uses seed + i (the same for every policy)
         "episode_periods": None,          # null: the scenario's episode_periods
-        "baselines": list(BASELINES),     # which non-learning baselines `compare` runs
+        "baselines": None,                # which non-learning baselines `compare` runs (null: all
+                                          # of the world's)
+        "fixed_tasks": 50,                # EMH world: tasks per device in evaluation episodes
+        "fixed_distance_m": 50.0,         # EMH world: device distance in evaluation episodes
         "fixed_partition": "mid",         # Fix-Cov: "mid", "local", "edge", or one index per service
         "greedy_lookahead_periods": 1,    # Greedy-Cov: periods simulated per candidate
         "greedy_sweeps": 1,               # Greedy-Cov: coordinate-search passes per period
         "greedy_terminal_cost": "drain",  # Greedy-Cov: "drain" (backlog still owed) or "none"
     },
+}
+
+
+#: ``algorithm`` defaults that differ in the EMH world (emh-ppo.md Section V, Table III), applied
+#: under the keys a config does not set.
+EMH_ALGORITHM_DEFAULTS: dict[str, Any] = {
+    "hidden": [256, 128, 64], "activation": "relu", "lr": 1.0e-4, "gamma": 0.95, "train_batch_size": 2048,
+    "minibatch_size": 256, "reward_scale": 0.1, "reward_clip": 20.0, "point_prior_temperature_s": 0.3,
+    "grad_clip": None,
 }
 
 
@@ -118,13 +156,13 @@ def _check_int(key, value, minimum=None):
     return value
 
 
-_NULLABLE = {("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
+_NULLABLE = {("algorithm", "point_prior_temperature_s"), ("algorithm", "grad_clip"), ("algorithm", "reward_clip"), ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
              ("resources", "num_cpus")}
-_NULLABLE_TYPES = {("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
+_NULLABLE_TYPES = {("algorithm", "point_prior_temperature_s"): float, ("algorithm", "grad_clip"): float, ("algorithm", "reward_clip"): float, ("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
                    ("tracking", "run_name"): str, ("resources", "num_cpus"): int}
 _POSITIVE = {("algorithm", k) for k in ("lr", "gamma", "clip", "train_batch_size", "minibatch_size", "num_epochs",
                                          "actor_lr", "critic_lr", "tau", "buffer_size", "ddpg_batch_size",
-                                         "vf_clip", "grad_clip", "reward_scale")} | {
+                                         "vf_clip", "grad_clip", "reward_scale", "reward_clip")} | {
     ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("resources", "num_cpus"),
     ("resources", "num_envs_per_env_runner"), ("resources", "checkpoint_every")}
 
@@ -170,8 +208,13 @@ def _validate_algorithm(body: dict) -> dict:
         raise ConfigError("algorithm.name", f"expected one of {', '.join(ALGORITHMS)}, got {out['name']!r}")
     if out["activation"] not in ("tanh", "relu"):
         raise ConfigError("algorithm.activation", f"expected 'tanh' or 'relu', got {out['activation']!r}")
-    if not out["hidden"] or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in out["hidden"]):
-        raise ConfigError("algorithm.hidden", f"expected a list of positive layer widths, got {out['hidden']!r}")
+    for key in ("hidden", "embed"):
+        if (not isinstance(out[key], list) or not out[key]
+                or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in out[key])):
+            raise ConfigError(f"algorithm.{key}", f"expected a list of positive layer widths, got {out[key]!r}")
+    if out["point_prior_temperature_s"] is not None and out["point_prior_temperature_s"] <= 0:
+        raise ConfigError("algorithm.point_prior_temperature_s",
+                          f"must be > 0 or null, got {out['point_prior_temperature_s']}")
     if not 0 < out["gamma"] <= 1 or not 0 <= out["lambda"] <= 1:
         raise ConfigError("algorithm.gamma" if not 0 < out["gamma"] <= 1 else "algorithm.lambda", "must be in (0, 1]")
     if out["minibatch_size"] > out["train_batch_size"]:
@@ -180,13 +223,29 @@ def _validate_algorithm(body: dict) -> dict:
     return out
 
 
-def _validate_evaluation(ev: dict, scenario: LyaPPOScenario) -> dict:
+def _validate_evaluation(ev: dict, scenario) -> dict:
     out = copy.deepcopy(DEFAULTS["evaluation"])
     for key, value in ev.items():
         if key not in out:
             raise ConfigError(f"evaluation.{key}", f"unknown key; allowed: {', '.join(out)}")
         out[key] = value
+    world = scenario.world
+    allowed = WORLD_BASELINES[world]
+    if out["baselines"] is None:
+        out["baselines"] = list(allowed)
+    bl = out["baselines"]
+    if not isinstance(bl, list) or any(b not in allowed for b in bl):
+        raise ConfigError("evaluation.baselines", f"expected a list of {', '.join(allowed)} "
+                          f"(world {world!r}); got {bl!r}")
+    _check_int("evaluation.fixed_tasks", out["fixed_tasks"], 1)
+    fd = out["fixed_distance_m"]
+    if isinstance(fd, bool) or not isinstance(fd, (int, float)) or fd <= 0:
+        raise ConfigError("evaluation.fixed_distance_m", f"expected a distance > 0 in m, got {fd!r}")
+    out["fixed_distance_m"] = float(fd)
     _check_int("evaluation.episodes", out["episodes"], 1)
+    if world == "emh":
+        _check_int("evaluation.seed", out["seed"], 0)
+        return out
     _check_int("evaluation.seed", out["seed"], 0)
     _check_int("evaluation.greedy_lookahead_periods", out["greedy_lookahead_periods"], 1)
     _check_int("evaluation.greedy_sweeps", out["greedy_sweeps"], 1)
@@ -195,9 +254,6 @@ def _validate_evaluation(ev: dict, scenario: LyaPPOScenario) -> dict:
     if out["greedy_terminal_cost"] not in ("drain", "none"):
         raise ConfigError("evaluation.greedy_terminal_cost",
                           f"expected 'drain' or 'none', got {out['greedy_terminal_cost']!r}")
-    bl = out["baselines"]
-    if not isinstance(bl, list) or any(b not in BASELINES for b in bl):
-        raise ConfigError("evaluation.baselines", f"expected a list of {', '.join(BASELINES)}; got {bl!r}")
     fp = out["fixed_partition"]
     if isinstance(fp, str):
         if fp not in ("mid", "local", "edge"):
@@ -231,13 +287,27 @@ def resolve_config(raw: Mapping[str, Any] | None, sets: list[str] | tuple[str, .
             raise ConfigError(section, f"unknown section; allowed: {', '.join(allowed)}")
         if not isinstance(body, dict) and body is not None:
             raise ConfigError(section, f"expected a mapping, got {body!r}")
+    raw_scenario = cfg.get("scenario") or {}
+    world = raw_scenario.get("world", "lyappo")
+    if world not in WORLDS:
+        raise ConfigError("scenario.world", f"expected one of {', '.join(WORLDS)}, got {world!r}")
     try:
-        scenario = make_scenario(cfg.get("scenario") or {})
+        if world == "emh":
+            scenario = make_emh_scenario(raw_scenario, resolve_l0=True)
+        else:
+            scenario = make_scenario(raw_scenario)
     except ScenarioError as exc:
         raise ConfigError(f"scenario.{exc.key}", str(exc).split(": ", 1)[1]) from None
+    alg_raw = dict(cfg.get("algorithm") or {})
+    if world == "emh":
+        alg_raw = {**EMH_ALGORITHM_DEFAULTS, "name": "emh-ppo", **alg_raw}
+    algorithm = _validate_algorithm(alg_raw)
+    if algorithm["name"] not in WORLD_ALGORITHMS[world]:
+        raise ConfigError("algorithm.name", f"{algorithm['name']!r} does not run in world {world!r} "
+                          f"(scenario.world); expected one of {', '.join(WORLD_ALGORITHMS[world])}")
     return {
         "scenario": scenario.to_dict(),
-        "algorithm": _validate_algorithm(cfg.get("algorithm") or {}),
+        "algorithm": algorithm,
         "stop": _validate_stop(cfg.get("stop") or {}),
         "evaluation": _validate_evaluation(cfg.get("evaluation") or {}, scenario),
         "tracking": _validate_section("tracking", cfg.get("tracking") or {}),

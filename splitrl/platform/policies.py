@@ -9,9 +9,10 @@ import numpy as np
 
 from splitrl.platform.algorithms import ACTION_MODES
 from splitrl.platform.baselines import Policy
-from splitrl.platform.config import ALGORITHM_NAMES
+from splitrl.platform.config import ALGORITHM_NAMES, policy_name
 
-MODULE_SUBDIR = Path("algorithm") / "learner_group" / "learner" / "rl_module" / "default_policy"
+MODULE_DIR = Path("algorithm") / "learner_group" / "learner" / "rl_module"
+MODULE_SUBDIR = MODULE_DIR / "default_policy"
 
 
 class TrainedPolicy(Policy):
@@ -52,6 +53,14 @@ def load_trained_policy(path: str | Path, name: str | None = None) -> TrainedPol
 
     ckpt = latest_checkpoint(path)
     cfg = checkpoint_config(ckpt)
+    if cfg["scenario"].get("world") == "emh":
+        from splitrl.platform.emh import MULTI_AGENT, TrainedEMHPolicy
+
+        sub = MODULE_DIR if cfg["algorithm"]["name"] in MULTI_AGENT else MODULE_SUBDIR
+        module = RLModule.from_checkpoint(str((ckpt / sub).resolve()))
+        for m in (module.values() if hasattr(module, "values") else [module]):
+            m.eval()
+        return TrainedEMHPolicy(module, cfg, name or policy_name(cfg))
     module = RLModule.from_checkpoint(str((ckpt / MODULE_SUBDIR).resolve()))
     module.eval()
     return TrainedPolicy(module, cfg["algorithm"]["name"], name)

@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 
 from splitrl.platform.algorithms import EPISODE_METRICS
-from splitrl.platform.config import ALGORITHM_NAMES, ConfigError
+from splitrl.platform.config import ConfigError, policy_name
+from splitrl.platform.emh import EPISODE_METRICS as EMH_EPISODE_METRICS
 from splitrl.platform.tracking import Tracker, git_commit, run_params
 
 KEEP_CHECKPOINTS = 3
@@ -87,9 +88,14 @@ class Progress:
         def fmt(key, spec, scale=1.0):
             return format(m[key] * scale, spec) if key in m else "-"
 
-        line = (f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
-                f"return {fmt('episode_return_mean', '.1f')}  energy {fmt('energy', '.3f', 1e3)} mJ/slot  "
-                f"backlog {fmt('backlog', '.3f')} s  {m['time_s']:.0f} s")
+        head = (f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
+                f"return {fmt('episode_return_mean', '.1f')}  ")
+        if "waiting" in m:  # EMH world
+            body = (f"latency {fmt('latency', '.2f')} s  energy {fmt('energy', '.4f')} J/task  "
+                    f"waiting {fmt('waiting', '.3f')} s/task")
+        else:
+            body = f"energy {fmt('energy', '.3f', 1e3)} mJ/slot  backlog {fmt('backlog', '.3f')} s"
+        line = f"{head}{body}  {m['time_s']:.0f} s"
         if self.tty:
             self.stream.write("\r\033[K" + line)
         else:
@@ -110,6 +116,8 @@ class Progress:
 
 
 def _metrics(result: dict, t_start: float, steps0: float, time0: float, reward_scale: float = 1.0) -> dict:
+    """Curated per-iteration metrics.  ``episode_return_mean`` is in the env's reward units: the
+    learner's scaled return, or in the EMH world the team return (RLlib would sum the agents')."""
     er = result.get("env_runners", {})
     steps = float(result.get("num_env_steps_sampled_lifetime", 0.0))
     elapsed = time.perf_counter() - t_start
@@ -121,10 +129,13 @@ def _metrics(result: dict, t_start: float, steps0: float, time0: float, reward_s
         "episode_return_mean": (er["episode_return_mean"] / reward_scale
                                 if er.get("episode_return_mean") is not None else None),
     }
-    for key in EPISODE_METRICS:
-        if key in er:
+    if "return" in er:  # EMH world: the team return logged by the metrics callback (unscaled)
+        out["episode_return_mean"] = er["return"]
+    for key in EPISODE_METRICS + EMH_EPISODE_METRICS:
+        if key in er and key != "return":
             out[key] = er[key]
-    learner = result.get("learners", {}).get("default_policy", {})
+    learners = result.get("learners", {})
+    learner = learners.get("default_policy", learners.get("md_0", {}))
     for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "qf_loss"):
         if key in learner:
             out[f"learner/{key}"] = learner[key]
@@ -160,7 +171,10 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
           address: str | None = None, mlflow_uri: str | None = None, progress: Progress | None = None,
           compare_after: bool = True) -> dict:
     """Train per ``cfg`` (resolved); returns a summary with the final checkpoint and metrics."""
-    from splitrl.platform.algorithms import build_algo_config
+    if cfg["scenario"].get("world") == "emh":
+        from splitrl.platform.emh import build_algo_config
+    else:
+        from splitrl.platform.algorithms import build_algo_config
 
     progress = progress or Progress()
     alg_name = cfg["algorithm"]["name"]
@@ -194,7 +208,7 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         run_id = tracker.start(run_name, {"git_commit": git_commit(), "scenario": cfg["scenario"]["name"],
-                                          "algorithm": ALGORITHM_NAMES[alg_name], "run_dir": str(run_dir)},
+                                          "algorithm": policy_name(cfg), "run_dir": str(run_dir)},
                                run_id=run_info.get("mlflow_run_id"))
         if run_id:
             (run_dir / "run.json").write_text(json.dumps({"mlflow_uri": tracker.uri, "mlflow_run_id": run_id}) + "\n")
@@ -243,14 +257,35 @@ def _should_stop(stop: dict, state: dict) -> bool:
             or (stop["time_s"] is not None and state["time_s"] >= stop["time_s"]))
 
 
-def _compare_trained(cfg: dict, ckpt: Path, run_dir: Path, tracker: Tracker, progress: Progress) -> dict:
+def run_comparison(policies: list, cfg: dict, progress) -> tuple[dict, str, Any]:
+    """Compare ``policies`` on ``cfg``'s world; returns ``(result, table, plot function)``."""
+    if cfg["scenario"].get("world") == "emh":
+        from splitrl.platform.emh import compare_emh, format_emh_table, plot_emh
+
+        result = compare_emh(policies, cfg["scenario"], cfg["evaluation"], progress=progress)
+        return result, format_emh_table(result), plot_emh
+    from splitrl.platform.compare import compare, format_table, plot
+
+    result = compare(policies, cfg["scenario"], cfg["evaluation"], progress=progress)
+    return result, format_table(result), plot
+
+
+def make_world_baselines(cfg: dict) -> list:
+    if cfg["scenario"].get("world") == "emh":
+        from splitrl.platform.emh import make_emh_baselines
+
+        return make_emh_baselines(cfg["evaluation"])
     from splitrl.platform.baselines import make_baselines
-    from splitrl.platform.compare import compare, format_table, plot, write_json
+
+    return make_baselines(cfg["evaluation"])
+
+
+def _compare_trained(cfg: dict, ckpt: Path, run_dir: Path, tracker: Tracker, progress: Progress) -> dict:
+    from splitrl.platform.compare import write_json
     from splitrl.platform.policies import load_trained_policy
 
-    policies = [load_trained_policy(ckpt)] + make_baselines(cfg["evaluation"])
-    result = compare(policies, cfg["scenario"], cfg["evaluation"], progress=progress.log)
-    table = format_table(result)
+    policies = [load_trained_policy(ckpt)] + make_world_baselines(cfg)
+    result, table, plot = run_comparison(policies, cfg, progress.log)
     print(table)
     write_json(result, run_dir / "compare.json")
     (run_dir / "compare.txt").write_text(table + "\n")

@@ -24,7 +24,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from splitrl.rl_modules.distributions import hybrid_dist_cls
 
-_ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+_ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "gelu": torch.nn.GELU}
 
 
 def mlp(sizes: list[int], activation: str = "tanh", out_gain: float = 1.0) -> torch.nn.Sequential:
@@ -62,6 +62,10 @@ class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
             raise ValueError(f"CentralPPOModule: unsupported action space {space}")
         out = sum(self.nvec) + self.num_continuous
         self.actor = mlp([obs_dim, *hidden, out], act, out_gain=0.01)
+        if cfg.get("init_bias") is not None:  # a prior on the initial logits
+            from splitrl.rl_modules.emh import init_bias
+
+            init_bias(self.actor, cfg["init_bias"])
         if self.num_continuous:
             self.log_std = torch.nn.Parameter(torch.full((self.num_continuous,), float(cfg.get("init_log_std", -0.5))))
         if not self.inference_only:

@@ -1,0 +1,204 @@
+"""Agent interfaces to the EMH-PPO world (:mod:`splitrl.envs.emh`): RLlib, PettingZoo, single agent.
+
+Config keys besides the scenario's: ``reward_scale`` and ``reward_clip`` shape the reward the
+learner sees (see :func:`_learner_reward`; the infos keep the raw eq. (8) reward).
+
+* :class:`EMHMultiAgentEnv` -- RLlib ``MultiAgentEnv``, agents ``md_0 .. md_{N-1}`` (registered as
+  ``splitrl/EMH-v0`` with RLlib's registry under the same name); every agent observes the global
+  state and receives the shared reward (eq. 8, or the time-based reward).
+* :class:`EMHParallelEnv` -- the same as a PettingZoo ``ParallelEnv``.
+* :class:`EMHJointEnv` -- one gymnasium agent that acts for every device (the H-PPO baseline):
+  its action is the devices' flat actions concatenated.
+
+Every step's info (for every agent) holds ``time_s`` (window or slot duration), ``energy_j``
+(all devices), ``tasks`` (tasks run), ``idle_s`` (device idle time waiting for the window's
+slowest device), ``device_share`` (mean share of the MACs run on devices) and ``window``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+from pettingzoo import ParallelEnv
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from .emh import (EMHWorld, agent_action_space, agent_ids, agent_nvec, agent_num_continuous, decode_actions,
+                  make_emh_scenario, observation_space)
+
+ENV_NAME = "splitrl/EMH-v0"
+JOINT_ENV_NAME = "splitrl/EMH-Joint-v0"
+INFO_KEYS = ("time_s", "energy_j", "tasks", "idle_s", "device_share", "window")
+
+
+def _build_world(config: Mapping[str, Any] | None) -> tuple[EMHWorld, float]:
+    cfg = dict(config or {})
+    reward_scale = float(cfg.pop("reward_scale", 1.0))
+    reward_clip = cfg.pop("reward_clip", None)
+    cfg.pop("action_mode", None)
+    return EMHWorld(make_emh_scenario(cfg)), (reward_scale, None if reward_clip is None else float(reward_clip))
+
+
+def _learner_reward(info: dict, shaping: tuple[float, float | None]) -> float:
+    """The reward the learner sees (infos stay raw): ``r * reward_scale``, or with a
+    ``reward_clip`` c the cost compressed smoothly above c, ``-c * log(1 + cost / c) * reward_scale``
+    (monotone, ~linear for costs well below c, logarithmic in the heavy tail)."""
+    scale, clip = shaping
+    r = info["reward"]
+    if clip is not None:
+        r = -clip * float(np.log1p(-r / clip)) if r < 0 else r
+    return r * scale
+
+
+def _step(world: EMHWorld, flat: np.ndarray) -> dict:
+    dec = decode_actions(world, flat)
+    if world.scenario.mdp == "time":
+        return world.step_slot(dec["point"], dec["channel"], dec["server"], dec["power"])
+    return world.step_window(dec["window"], dec["point"], dec["channel"], dec["server"], dec["power"])
+
+
+class EMHMultiAgentEnv(MultiAgentEnv):
+    """RLlib multi-agent env of the EMH-PPO world; ``config`` holds scenario keys (and optionally
+    ``reward_scale``, multiplying the reward the agents see; infos stay in SI)."""
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.world, self.shaping = _build_world(config)
+        self.scenario = self.world.scenario
+        self.possible_agents = agent_ids(self.scenario.num_devices)
+        self.agents = list(self.possible_agents)
+        obs_space = observation_space(self.world)
+        act_space = agent_action_space(self.scenario, self.world.num_points)
+        self.observation_spaces = {a: obs_space for a in self.possible_agents}
+        self.action_spaces = {a: act_space for a in self.possible_agents}
+        self.nvec = agent_nvec(self.scenario, self.world.num_points)
+        self.num_continuous = agent_num_continuous(self.scenario)
+        self._rng = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.world.reset(self._rng)
+        self.agents = list(self.possible_agents)
+        obs = self.world.observation()
+        return {a: obs for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, action_dict: dict):
+        flat = np.stack([np.asarray(action_dict[a], dtype=float) for a in self.possible_agents])
+        info = _step(self.world, flat)
+        obs = self.world.observation()
+        done = self.world.done
+        truncated = not done and self.world.steps >= self.scenario.max_steps
+        r = _learner_reward(info, self.shaping)
+        agents = list(self.agents)
+        if done or truncated:
+            self.agents = []
+        return ({a: obs for a in agents}, {a: r for a in agents},
+                {**{a: done for a in agents}, "__all__": done},
+                {**{a: truncated for a in agents}, "__all__": truncated},
+                {a: dict(info) for a in agents})
+
+
+class EMHJointEnv(gym.Env):
+    """One agent for all devices (H-PPO): action = the devices' flat actions, concatenated."""
+
+    metadata: dict = {"render_modes": []}
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        self.world, self.shaping = _build_world(config)
+        self.scenario = self.world.scenario
+        N = self.scenario.num_devices
+        self.observation_space = observation_space(self.world)
+        per = agent_action_space(self.scenario, self.world.num_points).shape[0]
+        self.per_agent_dim = per
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (N * per,), np.float32)
+        nvec = agent_nvec(self.scenario, self.world.num_points)
+        self.nvec = nvec * N  # discrete entries of all devices, then all continuous entries
+        self.num_continuous = agent_num_continuous(self.scenario) * N
+
+    def split(self, action) -> np.ndarray:
+        """Joint action (all discrete entries, then all continuous) -> ``(N, per-device dim)``."""
+        a = np.asarray(action, dtype=float)
+        N = self.scenario.num_devices
+        d = len(self.nvec) // N
+        disc = a[:len(self.nvec)].reshape(N, d)
+        cont = a[len(self.nvec):].reshape(N, -1)
+        return np.concatenate([disc, cont], axis=1)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.world.reset(self.np_random)
+        return self.world.observation(), {}
+
+    def step(self, action):
+        info = _step(self.world, self.split(action))
+        done = self.world.done
+        truncated = not done and self.world.steps >= self.scenario.max_steps
+        return self.world.observation(), _learner_reward(info, self.shaping), done, truncated, info
+
+
+def make_emh_env(config: Mapping[str, Any] | None = None):
+    cfg = dict(config or {})
+    if cfg.get("action_mode") == "joint":
+        return EMHJointEnv(cfg)
+    return EMHMultiAgentEnv(cfg)
+
+
+class EMHParallelEnv(ParallelEnv):
+    """PettingZoo ``ParallelEnv`` of the EMH-PPO world (agents ``md_0 .. md_{N-1}``), the same
+    spaces, rewards and infos as :class:`EMHMultiAgentEnv`."""
+
+    metadata = {"name": "splitrl_emh_v0", "render_modes": []}
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        self._env = EMHMultiAgentEnv(config)
+        self.possible_agents = list(self._env.possible_agents)
+        self.agents: list[str] = []
+        self.render_mode = None
+
+    def observation_space(self, agent):
+        return self._env.observation_spaces[agent]
+
+    def action_space(self, agent):
+        return self._env.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        obs, infos = self._env.reset(seed=seed, options=options)
+        self.agents = list(self._env.agents)
+        return obs, infos
+
+    def step(self, actions: dict):
+        obs, rew, term, trunc, infos = self._env.step(actions)
+        term.pop("__all__", None)
+        trunc.pop("__all__", None)
+        self.agents = list(self._env.agents)
+        return obs, rew, term, trunc, infos
+
+    def state(self) -> np.ndarray:
+        return self._env.world.observation()
+
+    def render(self):
+        return None
+
+    def close(self):
+        pass
+
+
+
+def parallel_env(config: Mapping[str, Any] | None = None) -> EMHParallelEnv:
+    """PettingZoo-style constructor."""
+    return EMHParallelEnv(config)
+
+
+def register() -> None:
+    """Register :class:`EMHMultiAgentEnv` as ``splitrl/EMH-v0`` with RLlib (``config.environment(
+    "splitrl/EMH-v0")``) and the joint single-agent env as ``splitrl/EMH-Joint-v0`` with gymnasium."""
+    from ray.tune.registry import register_env
+
+    register_env(ENV_NAME, lambda cfg: EMHMultiAgentEnv(cfg))
+    if JOINT_ENV_NAME not in gym.registry:
+        gym.register(id=JOINT_ENV_NAME, entry_point="splitrl.envs.emh_env:EMHJointEnv")
+
+
+register()

@@ -1,0 +1,159 @@
+"""EMH-PPO on RLlib: per-device agents with a shared embedding network and a shared critic.
+
+``emh-ppo.md`` Section IV-C/D, Fig. 5, Table III.  Layout (one RLModule per device, ``md_0 ..
+md_{N-1}``, held by :class:`EMHMultiRLModule`):
+
+* **embedding network** (``phi``): global state -> 512 -> 256, GELU -- *one* ``torch.nn.Module``
+  shared by every agent module (``share_encoder: false`` gives each agent its own: MAHPPO);
+* **agent networks** (``theta_n``): embedding -> 256 -> 128 -> 64 (ReLU) -> the logits of the
+  device's categorical branches (window size, and per task partition point, channel, server) and
+  the means of its Gaussian power branch (state-independent learned log-std);
+* **critic** (``omega``): global state -> 256 -> 128 -> 64 (ReLU) -> one value per task slot of
+  the window, shared by every agent.  RLlib's GAE needs one value per step: the state value is the
+  mean of the per-task values (``docs/assumptions.md``).
+
+RLlib builds one optimizer per module and calls each module's ``compute_values``; the shared
+parts would be stepped once per agent.  :class:`EMHPPOTorchLearner` registers every parameter
+with exactly one optimizer (the shared ones with the first agent's), so one backward pass of the
+summed agent losses and one step per optimizer train the encoder and critic once per minibatch.
+Its loss is eq. (19): the PPO-clip surrogate of each agent divided by ``W_max``, summed over
+agents (RLlib sums module losses), plus the value loss (eq. 20, squared error against GAE targets)
+and an optional entropy bonus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
+from ray.rllib.core.rl_module.apis import ValueFunctionAPI
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.evaluation.postprocessing import Postprocessing
+
+from splitrl.rl_modules.central import mlp
+from splitrl.rl_modules.distributions import hybrid_dist_cls
+
+EMBED = [512, 256]
+HEAD = [256, 128, 64]
+
+
+def init_bias(net: torch.nn.Sequential, bias) -> None:
+    """Add ``bias`` (one value per output, or ``None``) to the last layer's bias: the initial
+    logits' prior (e.g. favouring the fully-local point, so exploration starts near Local-only)."""
+    if bias is None:
+        return
+    last = [m for m in net if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        b = torch.as_tensor(bias, dtype=last.bias.dtype)
+        last.bias[: b.numel()] += b
+
+
+class EMHAgentModule(TorchRLModule, ValueFunctionAPI):
+    """One device's agent: embedding (possibly shared) -> actor head; critic (possibly shared).
+
+    ``model_config``: ``discrete_nvec`` (categories of the flat action's discrete entries),
+    ``value_outputs`` (per-task values, ``W_max``), optional ``embed``/``head``/``critic`` widths,
+    ``init_log_std`` and ``init_bias`` (added to the initial discrete logits).
+    """
+
+    def setup(self):
+        cfg = self.model_config or {}
+        obs_dim = int(np.prod(self.observation_space.shape))
+        self.nvec = [int(n) for n in cfg["discrete_nvec"]]
+        self.num_continuous = int(np.prod(self.action_space.shape)) - len(self.nvec)
+        self.action_dist_cls = hybrid_dist_cls(self.nvec, self.num_continuous)
+        embed = list(cfg.get("embed", EMBED))
+        head = list(cfg.get("head", HEAD))
+        # the embedding ends in an activation: heads read GELU features
+        self.encoder = torch.nn.Sequential(mlp([obs_dim, *embed], "gelu"), torch.nn.GELU())
+        self.actor = mlp([embed[-1], *head, sum(self.nvec) + self.num_continuous], "relu", out_gain=0.01)
+        init_bias(self.actor, cfg.get("init_bias"))
+        self.log_std = torch.nn.Parameter(torch.full((self.num_continuous,), float(cfg.get("init_log_std", -0.5))))
+        if not self.inference_only:
+            self.critic = mlp([obs_dim, *list(cfg.get("critic", HEAD)), int(cfg.get("value_outputs", 1))], "relu")
+
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        logits = self.actor(self.encoder(batch[Columns.OBS]))
+        log_std = self.log_std.expand(*logits.shape[:-1], self.num_continuous)
+        return {Columns.ACTION_DIST_INPUTS: torch.cat([logits, log_std], dim=-1)}
+
+    def task_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-task values ``(B, W_max)``."""
+        return self.critic(obs)
+
+    def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
+        return self.task_values(batch[Columns.OBS]).mean(-1)
+
+
+class EMHMultiRLModule(MultiRLModule):
+    """Holds the agents' modules and ties their shared parts to one set of tensors.
+
+    After the sub-modules are built, every agent's ``critic`` (and, with ``share_encoder``, its
+    ``encoder``) is replaced by the first agent's, so the parameters exist once.
+    """
+
+    def setup(self):
+        super().setup()
+        ids = sorted(self._rl_modules)
+        if not ids:
+            return
+        first = self._rl_modules[ids[0]]
+        share_encoder = bool((first.model_config or {}).get("share_encoder", True))
+        for mid in ids[1:]:
+            m = self._rl_modules[mid]
+            if share_encoder:
+                m.encoder = first.encoder
+            if hasattr(first, "critic") and hasattr(m, "critic"):
+                m.critic = first.critic
+
+    def shared_parameters(self) -> set[int]:
+        """ids of parameters that more than one agent module holds."""
+        seen: dict[int, int] = {}
+        for m in self._rl_modules.values():
+            for p in m.parameters():
+                seen[id(p)] = seen.get(id(p), 0) + 1
+        return {k for k, v in seen.items() if v > 1}
+
+
+class EMHPPOTorchLearner(PPOTorchLearner):
+    """PPO learner for :class:`EMHMultiRLModule`: each parameter in exactly one optimizer; eq. (19)."""
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        claimed = getattr(self, "_claimed_params", None)
+        if claimed is None:
+            claimed = self._claimed_params = set()
+        params = [p for p in self.get_parameters(self._module[module_id]) if id(p) not in claimed]
+        claimed.update(id(p) for p in params)
+        if not params:
+            return
+        self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params), params=params,
+                                lr_or_lr_schedule=config.lr)
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        module = self.module[module_id].unwrapped()
+        if Columns.LOSS_MASK in batch:
+            mask = batch[Columns.LOSS_MASK].float()
+
+            def mean(x):
+                return (x * mask).sum() / mask.sum().clamp(min=1.0)
+        else:
+            mean = torch.mean
+        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        ratio = torch.exp(dist.logp(batch[Columns.ACTIONS]) - batch[Columns.ACTION_LOGP])
+        adv = batch[Postprocessing.ADVANTAGES]
+        surrogate = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param))
+        w_max = float((module.model_config or {}).get("value_outputs", 1))
+        policy_loss = -mean(surrogate) / w_max                                  # eq. (19)
+        values = module.compute_values(batch)
+        vf_loss = mean(torch.clamp((values - batch[Postprocessing.VALUE_TARGETS]) ** 2, 0, config.vf_clip_param))
+        entropy = mean(dist.entropy())
+        coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
+        total = policy_loss + config.vf_loss_coeff * vf_loss - coeff * entropy
+        self.metrics.log_dict({POLICY_LOSS_KEY: policy_loss, VF_LOSS_KEY: vf_loss, ENTROPY_KEY: entropy},
+                              key=module_id, window=1)
+        return total

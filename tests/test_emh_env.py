@@ -1,0 +1,179 @@
+"""The EMH-PPO world and its agent interfaces: eq. (8), task windows, time slots, APIs."""
+
+import numpy as np
+import pytest
+
+from splitrl.envs.emh import EMHWorld, decode_actions, encode_decisions, make_emh_scenario
+from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _learner_reward, parallel_env
+from splitrl.envs.emh_physics import path_gain, server_load, task_latency_energy, uplink_rates
+from splitrl.envs.scenario import ScenarioError
+
+L0 = 0.1
+BASE = {"l0_s": L0}
+
+
+def world(**kw):
+    return EMHWorld(make_emh_scenario({**BASE, **kw}))
+
+
+def test_window_reward_is_eq8_recomputed_from_the_physics():
+    w = world(num_devices=3, num_channels=2, num_servers=2, fixed_tasks=7)
+    w.reset(np.random.default_rng(3))
+    s, N, X = w.scenario, 3, w.scenario.max_window
+    rng = np.random.default_rng(0)
+    window = np.array([5, 2, 4])
+    point = rng.integers(0, w.num_points, (N, X))
+    channel = rng.integers(0, 2, (N, X))
+    server = rng.integers(0, 2, (N, X))
+    power = rng.uniform(0.05, 1.0, (N, X))
+    d, sh = w.distance.copy(), w.shadow_db.copy()
+    info = w.step_window(window, point, channel, server, power)
+    # independent recomputation, task position by task position
+    gain = path_gain(d, sh)
+    per_device = np.zeros(N)
+    energy = 0.0
+    for x in range(X):
+        act = x < window
+        share, bits = w.share[point[:, x]], np.where(act, w.tx_bits[point[:, x]], 0.0)
+        rate = uplink_rates(power[:, x], gain, channel[:, x], bandwidth_hz=1e6, noise_w=1e-9, active=act & (bits > 0))
+        load = server_load(server[:, x], act & (share < 1))
+        lat, e, _ = task_latency_energy(share, bits, rate, power[:, x], load, l0_s=L0, total_macs=w.total_macs,
+                                        zeta_j_per_mmac=1e-5)
+        per_device += np.where(act, lat, 0.0)
+        energy += np.where(act, e, 0.0).sum()
+    T = per_device.max()
+    wait = (T - per_device).mean()
+    W = window.mean()
+    expected = -((T + s.waiting_weight * wait) / W + s.energy_weight / N * energy / W)
+    assert info["reward"] == pytest.approx(expected, rel=1e-12)
+    assert info["time_s"] == pytest.approx(T) and info["energy_j"] == pytest.approx(energy)
+    assert info["idle_s"] == pytest.approx((T - per_device).sum())
+    assert list(w.remaining) == [2, 5, 3] and info["tasks"] == 11
+
+
+def test_windows_clip_to_remaining_tasks_and_the_episode_ends_when_all_are_done():
+    w = world(num_devices=2, fixed_tasks=7, max_window=5)
+    w.reset(np.random.default_rng(0))
+    local = encode_decisions(w, 5, w.num_points - 1, 0, 0, 0.5)
+    dec = decode_actions(w, local)
+    infos = []
+    while not w.done:
+        infos.append(w.step_window(dec["window"], dec["point"], dec["channel"], dec["server"], dec["power"]))
+    assert [i["tasks"] for i in infos] == [10, 4]
+    # local-only: every task costs L_local = 5 L0 and zeta * MMACs, nothing is sent, nobody waits
+    assert sum(i["time_s"] for i in infos) == pytest.approx(7 * 5 * L0)
+    assert sum(i["energy_j"] for i in infos) == pytest.approx(14 * 1e-5 * w.total_macs / 1e6)
+    assert all(i["idle_s"] == 0 for i in infos)
+
+
+def test_time_based_slots_carry_tasks_over_and_return_minus_makespan_plus_energy():
+    w = world(num_devices=2, fixed_tasks=3, mdp="time", slot_ms=120.0)
+    w.reset(np.random.default_rng(0))
+    local = decode_actions(w, encode_decisions(w, None, w.num_points - 1, 0, 0, 0.5))
+    infos = []
+    while not w.done:
+        infos.append(w.step_slot(local["point"], local["channel"], local["server"], local["power"]))
+    # 3 local tasks of 0.5 s each: 1.5 s, i.e. 12.5 slots of 0.12 s -> 13 slots, exact finish time
+    assert len(infos) == 13
+    assert sum(i["time_s"] for i in infos) == pytest.approx(1.5)
+    e_task = 1e-5 * w.total_macs / 1e6
+    assert sum(i["reward"] for i in infos) == pytest.approx(-(13 * 0.12 + 50 / 2 * 6 * e_task))
+    assert sum(i["tasks"] for i in infos) == 6
+
+
+def test_co_channel_offloading_is_slower_than_on_separate_channels():
+    w = world(num_devices=2, fixed_tasks=5, fixed_distance_m=50.0, shadow_std_db=0.0)
+    w.reset(np.random.default_rng(0))
+    same = decode_actions(w, encode_decisions(w, 5, 0, 0, np.array([[0], [1]]), 0.1))
+    t_same = w.step_window(**{k: same[k] for k in ("window", "point", "channel", "server", "power")})["time_s"]
+    w.reset(np.random.default_rng(0))
+    sep = decode_actions(w, encode_decisions(w, 5, 0, np.array([[0], [1]]), np.array([[0], [1]]), 0.1))
+    t_sep = w.step_window(**{k: sep[k] for k in ("window", "point", "channel", "server", "power")})["time_s"]
+    assert t_same > 3 * t_sep
+
+
+def test_action_encoding_round_trips_and_power_respects_the_limit():
+    w = world()
+    rng = np.random.default_rng(1)
+    win = rng.integers(1, 6, 3)
+    pts = rng.integers(0, w.num_points, (3, 5))
+    ch, sv = rng.integers(0, 2, (3, 5)), rng.integers(0, 2, (3, 5))
+    p = rng.uniform(0.01, 0.99, (3, 5))
+    dec = decode_actions(w, encode_decisions(w, win, pts, ch, sv, p))
+    assert (dec["window"] == win).all() and (dec["point"] == pts).all()
+    assert (dec["channel"] == ch).all() and (dec["server"] == sv).all()
+    np.testing.assert_allclose(dec["power"], p, rtol=1e-6)
+    wild = decode_actions(w, rng.normal(0, 100, (3, 21)))
+    assert (wild["power"] <= 1.0).all() and (wild["power"] >= 1e-3).all()
+    assert wild["point"].max() < w.num_points and wild["window"].min() >= 1
+
+
+def test_seeded_episodes_repeat_and_every_agent_sees_the_global_state():
+    env = EMHMultiAgentEnv({**BASE})
+
+    def rollout(seed):
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(5)
+        out = [obs["md_0"]]
+        while env.agents:
+            acts = {a: env.action_spaces[a].sample() * 0 + rng.normal(0, 1, env.action_spaces[a].shape)
+                    for a in env.agents}
+            obs, rew, term, trunc, info = env.step(acts)
+            assert len({float(r) for r in rew.values()}) == 1
+            if obs:
+                assert all(np.array_equal(o, obs["md_0"]) for o in obs.values())
+                out.append(obs["md_0"])
+        return np.array(out)
+
+    a, b = rollout(7), rollout(7)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape[1] == 6 and not np.array_equal(a, rollout(8)[: len(a)])
+
+
+def test_rllib_and_pettingzoo_api_checks():
+    from pettingzoo.test import parallel_api_test
+    from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+    for mdp in ("task", "time"):
+        check_multiagent_environments(EMHMultiAgentEnv({**BASE, "mdp": mdp}))
+        parallel_api_test(parallel_env({**BASE, "mdp": mdp, "num_devices": 4}), num_cycles=100)
+
+
+def test_joint_env_is_the_devices_actions_concatenated():
+    joint = EMHJointEnv({**BASE})
+    multi = EMHMultiAgentEnv({**BASE})
+    rng = np.random.default_rng(2)
+    a = rng.normal(0, 3, joint.action_space.shape)
+    per = joint.split(a)
+    joint.reset(seed=4)
+    multi.reset(seed=4)
+    _, r_joint, *_ = joint.step(a)
+    _, r_multi, *_ = multi.step({f"md_{n}": per[n] for n in range(3)})
+    assert r_joint == pytest.approx(r_multi["md_0"])
+    assert len(joint.nvec) == 3 * 16 and joint.num_continuous == 15
+
+
+def test_learner_reward_compression_is_monotone_and_linear_for_small_costs():
+    costs = np.array([0.0, 0.1, 1.0, 5.0, 50.0, 1e4, 1e8])
+    shaped = [_learner_reward({"reward": -c}, (1.0, 20.0)) for c in costs]
+    assert all(np.diff(shaped) < 0)
+    assert shaped[1] == pytest.approx(-0.1, rel=0.01) and shaped[-1] > -20 * 16
+    assert _learner_reward({"reward": -3.0}, (0.1, None)) == pytest.approx(-0.3)
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("num_devices", 0, "must be >= 1"), ("mdp", "slots", "task, time"), ("partitioning", "grid", "operator"),
+    ("model", "lenet", "unknown model"), ("p_floor", 2, "(0, 1]"), ("fixed_tasks", 0, ">= 1"),
+    ("num_servrs", 2, "unknown key"), ("distance_min_m", 500, "distance_max_m"),
+])
+def test_bad_scenario_values_name_the_key(key, value, fragment):
+    with pytest.raises(ScenarioError) as err:
+        make_emh_scenario({key: value})
+    assert err.value.key == key and fragment in str(err.value)
+
+
+def test_vertical_partitioning_uses_the_layer_chain():
+    op, vert = world(), world(partitioning="vertical")
+    assert op.num_points == 85 and vert.num_points < op.num_points
+    assert vert.share[0] == 0 and vert.share[-1] == 1 and vert.tx_bits[-1] == 0
+    assert op.tx_bits[0] == vert.tx_bits[0] == 3 * 224 * 224 * 8

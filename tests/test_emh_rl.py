@@ -1,0 +1,105 @@
+"""EMH-PPO on RLlib: the shared embedding network exists once, is optimised once and learns."""
+
+import numpy as np
+import pytest
+import torch
+
+from splitrl.platform.config import resolve_config
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _cfg(name, **scenario):
+    return resolve_config({
+        "scenario": {"world": "emh", "l0_s": 0.1, **scenario},
+        "algorithm": {"name": name, "train_batch_size": 64, "minibatch_size": 32, "num_epochs": 1,
+                      "lr": 1e-3, "reward_clip": 20.0, "point_prior_temperature_s": 0.3, "grad_clip": None},
+        "stop": {"iterations": 1},
+        "tracking": {"enabled": False},
+        "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1},
+    })
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent():
+    from splitrl.platform.emh import module_spec
+
+    multi = module_spec(_cfg("emh-ppo")).build()
+    mods = [multi[f"md_{n}"] for n in range(3)]
+    enc = [m.encoder[0][0].weight for m in mods]
+    assert enc[0] is enc[1] is enc[2]
+    assert mods[0].critic is mods[1].critic is mods[2].critic
+    assert mods[0].actor[0].weight is not mods[1].actor[0].weight
+    assert [lin.out_features for lin in mods[0].encoder[0] if isinstance(lin, torch.nn.Linear)] == [512, 256]
+    assert isinstance(mods[0].encoder[1], torch.nn.GELU)
+    assert [lin.out_features for lin in mods[0].actor if isinstance(lin, torch.nn.Linear)][:3] == [256, 128, 64]
+    assert mods[0].critic[-1].out_features == 5  # one value per task slot of the window
+    # MAHPPO: own embedding per agent, critic still shared
+    mah = module_spec(_cfg("mahppo")).build()
+    assert mah["md_0"].encoder[0][0].weight is not mah["md_1"].encoder[0][0].weight
+    assert mah["md_0"].critic is mah["md_1"].critic
+
+
+def test_initial_point_prior_follows_nominal_latency():
+    from splitrl.platform.emh import module_spec
+
+    multi = module_spec(_cfg("emh-ppo")).build()
+    m = multi["md_0"]
+    with torch.no_grad():
+        logits = m.actor(m.encoder(torch.zeros(1, 6)))[0]
+    S = 85
+    first_point = logits[5:5 + S]  # after the window-size branch
+    assert int(first_point.argmax()) == 0  # raw input: the lowest nominal latency
+    assert first_point[0] - first_point[S - 1] > 0.5  # then fully local, well behind
+
+
+def test_one_training_step_updates_the_shared_encoder_once(ray_local):
+    from splitrl.platform.emh import build_algo_config
+
+    algo = build_algo_config(_cfg("emh-ppo")).build_algo()
+    try:
+        learner = algo.learner_group._learner
+        multi = learner.module
+        enc = multi["md_0"].encoder[0][0].weight
+        critic = multi["md_0"].critic[0].weight
+        # every parameter is registered with exactly one optimizer
+        owners = {}
+        for opt_name, opt in learner._named_optimizers.items():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    owners.setdefault(id(p), []).append(opt_name)
+        assert all(len(v) == 1 for v in owners.values())
+        assert len(owners) == len({id(p) for m in multi.values() for p in m.parameters()})
+        assert owners[id(enc)] == owners[id(critic)] == ["md_0_default_optimizer"]
+        before = enc.detach().clone()
+        head1 = multi["md_1"].actor[0].weight.detach().clone()
+        result = algo.train()
+        assert not torch.equal(before, enc.detach())
+        assert multi["md_1"].encoder[0][0].weight is enc  # still one tensor after the update
+        assert not torch.equal(head1, multi["md_1"].actor[0].weight.detach())
+        assert np.isfinite(result["learners"]["md_0"]["policy_loss"])
+        assert "latency" in result["env_runners"] and "waiting" in result["env_runners"]
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("name", ["h-ppo", "mahppo"])
+def test_baseline_agents_train_one_step(ray_local, name):
+    from splitrl.platform.emh import build_algo_config
+
+    algo = build_algo_config(_cfg(name)).build_algo()
+    try:
+        result = algo.train()
+        assert result["num_env_steps_sampled_lifetime"] >= 64
+        assert np.isfinite(result["env_runners"]["energy"])
+    finally:
+        algo.stop()

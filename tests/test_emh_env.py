@@ -177,3 +177,18 @@ def test_vertical_partitioning_uses_the_layer_chain():
     assert op.num_points == 85 and vert.num_points < op.num_points
     assert vert.share[0] == 0 and vert.share[-1] == 1 and vert.tx_bits[-1] == 0
     assert op.tx_bits[0] == vert.tx_bits[0] == 3 * 224 * 224 * 8
+
+
+def test_infos_carry_the_episode_totals():
+    # RLlib may give a callback only an episode's last chunk: the totals must be in the infos
+    env = EMHMultiAgentEnv({**BASE, "mdp": "time", "slot_ms": 100.0, "fixed_tasks": 4})
+    env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    steps = []
+    while env.agents:
+        *_, infos = env.step({a: rng.normal(0, 1, 4) for a in env.agents})
+        steps.append(infos["md_0"])
+    last = steps[-1]["episode"]
+    for key in ("reward", "time_s", "energy_j", "tasks", "idle_s"):
+        assert last[key] == pytest.approx(sum(s[key] for s in steps))
+    assert last["tasks"] == 12

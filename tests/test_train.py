@@ -199,3 +199,51 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     assert run2.info.run_id == run.info.run_id and run2.info.status == "FINISHED"
     done = json.loads((ckpt_root / (ckpt_root / "latest").read_text().strip() / "splitrl.json").read_text())
     assert done["iteration"] == state["iteration"] + 1 and done["env_steps"] > state["env_steps"]
+
+
+EMH_TINY = {
+    "scenario": {"world": "emh", "name": "emh-tiny", "l0_s": 0.1, "task_mean": 8},
+    "algorithm": {"train_batch_size": 64, "minibatch_size": 32, "num_epochs": 1},
+    "stop": {"iterations": 1},
+    "evaluation": {"episodes": 2, "fixed_tasks": 6},
+    "resources": {"num_cpus": 2, "num_env_runners": 0, "num_envs_per_env_runner": 2, "checkpoint_every": 1},
+}
+
+
+@pytest.mark.timeout(900)
+def test_emh_train_then_compare_json_names_every_policy(tmp_path, mlflow_server):
+    runs = {}
+    for name, extra in (("emh", {}), ("time", {"scenario": {"mdp": "time", "slot_ms": 300}}),
+                        ("vertical", {"scenario": {"partitioning": "vertical"}}),
+                        ("hppo", {"algorithm": {"name": "h-ppo"}}), ("mahppo", {"algorithm": {"name": "mahppo"}})):
+        cfg = json.loads(json.dumps(EMH_TINY))
+        for section, values in extra.items():
+            cfg[section].update(values)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        args = ["train", f"{name}.yaml", "--out", name, "--mlflow-uri", mlflow_server]
+        if name != "emh":
+            args.append("--no-compare")
+        out = splitrl(*args, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[name] = tmp_path / name
+    # the training run compared itself with the world's baselines
+    own = json.loads((runs["emh"] / "compare.json").read_text())
+    assert set(own["policies"]) == {"EMH-PPO", "Local-only", "AgileNN", "Round-robin"}
+    out = splitrl("compare", "emh.yaml", *sum((["--checkpoint", str(r)] for r in runs.values()), []),
+                  "--json", "cmp.json", "--plot", "cmp.png", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    pol = json.loads((tmp_path / "cmp.json").read_text())["policies"]
+    assert set(pol) == {"EMH-PPO", "EMH-PPO (time-based)", "EMH-PPO (vertical)", "H-PPO", "MAHPPO",
+                        "Local-only", "AgileNN", "Round-robin"}
+    for m in pol.values():
+        assert {"latency", "energy", "reward", "waiting"} <= set(m)
+    local = pol["Local-only"]
+    # local-only: 6 tasks x 5 L0 per device, zeta * MACs per task, nobody waits
+    assert local["latency"] == pytest.approx(6 * 5 * 0.1) and local["waiting"] == 0.0
+    assert local["energy"] == pytest.approx(1e-5 * 4089184256 / 1e6, rel=1e-6)
+    assert (tmp_path / "cmp.png").stat().st_size > 10_000
+    # the emh run is in MLflow with the world's params and the team-return metric
+    run = [r for r in runs_of(mlflow_server) if r.data.tags.get("scenario") == "emh-tiny"
+           and r.data.tags.get("algorithm") == "EMH-PPO"][0]
+    assert run.info.status == "FINISHED" and run.data.params["scenario.world"] == "emh"
+    assert "episode_return_mean" in run.data.metrics and "latency" in run.data.metrics

@@ -159,6 +159,11 @@ def make_emh_scenario(overrides: Mapping[str, Any] | None = None, *, resolve_l0:
     return scenario
 
 
+#: Step-info keys summed over an episode (``info["episode"]``; RLlib may hand a callback only the
+#: episode's last chunk of steps, so the env carries the totals itself).
+TOTAL_KEYS = ("reward", "time_s", "energy_j", "tasks", "idle_s", "device_macs_share")
+
+
 class EMHWorld:
     """Vectorised numpy core of the EMH-PPO world (one episode at a time, all devices at once)."""
 
@@ -179,15 +184,20 @@ class EMHWorld:
         self.busy = np.zeros(N)  # time-based MDP: time already committed beyond the slot start
         self.steps = 0
 
-    def nominal_latency(self) -> np.ndarray:
-        """Per-task latency of every real point for a lone device at the mid distance, without
-        shadowing or interference, at ``P_limit / 2`` and an unshared server (eq. 2)."""
+    def nominal_cost(self) -> np.ndarray:
+        """Per-task cost of every real point in eq. (8)'s units, ``L + beta / N * E``, for a lone
+        device at the mid distance without shadowing or interference, sending at ``P_limit / 2``
+        to an unshared server (eqs. 2-3)."""
         s = self.scenario
         d = 0.5 * (s.distance_min_m + s.distance_max_m)
         gain = (s.ref_distance_m / d) ** s.path_loss_exponent
-        rate = s.bandwidth_hz * np.log2(1.0 + 0.5 * s.p_limit_w * gain / s.noise_w)
+        p = 0.5 * s.p_limit_w
+        rate = s.bandwidth_hz * np.log2(1.0 + p * gain / s.noise_w)
         share, bits = self.share[:self.num_points], self.tx_bits[:self.num_points]
-        return s.local_factor * self.l0 * share + bits / rate + self.l0 * (1.0 - share)
+        t_tx = bits / rate
+        latency = s.local_factor * self.l0 * share + t_tx + self.l0 * (1.0 - share)
+        energy = p * t_tx + s.energy_per_mmac_j * share * self.total_macs / 1e6
+        return latency + s.energy_weight / s.num_devices * energy
 
     def add_virtual_point(self, name: str, share: float, tx_bits: float) -> int:
         """Append a point that is not a cut of the model (e.g. AgileNN's feature split) for
@@ -219,6 +229,7 @@ class EMHWorld:
             self.remaining = np.maximum(self.rng.poisson(s.task_mean, N), 1).astype(np.int64)
         self.busy = np.zeros(N)
         self.steps = 0
+        self.totals = dict.fromkeys(TOTAL_KEYS, 0.0)
         self._draw_channel()
 
     @property

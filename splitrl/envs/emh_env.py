@@ -12,7 +12,8 @@ learner sees (see :func:`_learner_reward`; the infos keep the raw eq. (8) reward
 
 Every step's info (for every agent) holds ``time_s`` (window or slot duration), ``energy_j``
 (all devices), ``tasks`` (tasks run), ``idle_s`` (device idle time waiting for the window's
-slowest device), ``device_share`` (mean share of the MACs run on devices) and ``window``.
+slowest device), ``device_share`` (mean share of the MACs run on devices), ``window`` and
+``episode`` (the running totals of ``reward``, ``time_s``, ``energy_j``, ``tasks``, ``idle_s``).
 """
 
 from __future__ import annotations
@@ -52,10 +53,19 @@ def _learner_reward(info: dict, shaping: tuple[float, float | None]) -> float:
 
 
 def _step(world: EMHWorld, flat: np.ndarray) -> dict:
+    """Decode ``(N, dim)`` flat actions, run one window/slot; the info carries the step's figures
+    and, under ``"episode"``, the episode's running totals."""
     dec = decode_actions(world, flat)
     if world.scenario.mdp == "time":
-        return world.step_slot(dec["point"], dec["channel"], dec["server"], dec["power"])
-    return world.step_window(dec["window"], dec["point"], dec["channel"], dec["server"], dec["power"])
+        info = world.step_slot(dec["point"], dec["channel"], dec["server"], dec["power"])
+    else:
+        info = world.step_window(dec["window"], dec["point"], dec["channel"], dec["server"], dec["power"])
+    t = world.totals
+    for key in ("reward", "time_s", "energy_j", "tasks", "idle_s"):
+        t[key] += info[key]
+    t["device_macs_share"] += info["device_share"] * info["tasks"]
+    info["episode"] = dict(t)
+    return info
 
 
 class EMHMultiAgentEnv(MultiAgentEnv):
@@ -118,13 +128,7 @@ class EMHJointEnv(gym.Env):
         self.num_continuous = agent_num_continuous(self.scenario) * N
 
     def split(self, action) -> np.ndarray:
-        """Joint action (all discrete entries, then all continuous) -> ``(N, per-device dim)``."""
-        a = np.asarray(action, dtype=float)
-        N = self.scenario.num_devices
-        d = len(self.nvec) // N
-        disc = a[:len(self.nvec)].reshape(N, d)
-        cont = a[len(self.nvec):].reshape(N, -1)
-        return np.concatenate([disc, cont], axis=1)
+        return split_joint(self.world, action)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -136,6 +140,16 @@ class EMHJointEnv(gym.Env):
         done = self.world.done
         truncated = not done and self.world.steps >= self.scenario.max_steps
         return self.world.observation(), _learner_reward(info, self.shaping), done, truncated, info
+
+
+def split_joint(world: EMHWorld, action) -> np.ndarray:
+    """Joint action (every device's discrete entries, then every device's continuous ones) ->
+    per-device flat actions ``(N, dim)``."""
+    a = np.asarray(action, dtype=float)
+    N = world.scenario.num_devices
+    d = len(agent_nvec(world.scenario, world.num_points))
+    disc = a[:N * d].reshape(N, d)
+    return np.concatenate([disc, a[N * d:].reshape(N, -1)], axis=1)
 
 
 def make_emh_env(config: Mapping[str, Any] | None = None):

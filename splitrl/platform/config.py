@@ -59,8 +59,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                                      # gradient beyond it, and early returns are large)
         "grad_clip": 100.0,          # global gradient-norm clip per module (null: none; Adam alone)
         "reward_scale": 0.01,        # rewards seen by the learner are multiplied by this
-        "point_prior_temperature_s": None,  # EMH world: initial partition-point logits -L_nominal/T
-                                     # (Boltzmann prior over nominal per-task latency); null: uniform
+        "point_prior_temperature": None,  # EMH world: initial partition-point logits -cost_nominal/T
+                                     # (Boltzmann prior over a nominal per-task eq. 8 cost); null: uniform
         "reward_clip": None,         # EMH world: costs above this are compressed logarithmically for
                                      # the learner, -c log(1 + cost/c) (null: raw reward)
         "train_batch_size": 4000,    # env steps (periods) per training iteration
@@ -98,8 +98,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "episode_periods": None,          # null: the scenario's episode_periods
         "baselines": None,                # which non-learning baselines `compare` runs (null: all
                                           # of the world's)
-        "fixed_tasks": 50,                # EMH world: tasks per device in evaluation episodes
-        "fixed_distance_m": 50.0,         # EMH world: device distance in evaluation episodes
+        "fixed_tasks": 50,                # EMH world: tasks per device in evaluation episodes (null:
+                                          # Poisson, as in training)
+        "fixed_distance_m": 50.0,         # EMH world: device distance in evaluation episodes (null:
+                                          # drawn at every decision, as in training)
         "fixed_partition": "mid",         # Fix-Cov: "mid", "local", "edge", or one index per service
         "greedy_lookahead_periods": 1,    # Greedy-Cov: periods simulated per candidate
         "greedy_sweeps": 1,               # Greedy-Cov: coordinate-search passes per period
@@ -112,7 +114,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 #: under the keys a config does not set.
 EMH_ALGORITHM_DEFAULTS: dict[str, Any] = {
     "hidden": [256, 128, 64], "activation": "relu", "lr": 1.0e-4, "gamma": 0.95, "train_batch_size": 2048,
-    "minibatch_size": 256, "reward_scale": 0.1, "reward_clip": 20.0, "point_prior_temperature_s": 0.3,
+    "minibatch_size": 256, "reward_scale": 0.1, "reward_clip": 20.0, "point_prior_temperature": 0.3,
     "grad_clip": None,
 }
 
@@ -156,9 +158,9 @@ def _check_int(key, value, minimum=None):
     return value
 
 
-_NULLABLE = {("algorithm", "point_prior_temperature_s"), ("algorithm", "grad_clip"), ("algorithm", "reward_clip"), ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
+_NULLABLE = {("algorithm", "point_prior_temperature"), ("algorithm", "grad_clip"), ("algorithm", "reward_clip"), ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
              ("resources", "num_cpus")}
-_NULLABLE_TYPES = {("algorithm", "point_prior_temperature_s"): float, ("algorithm", "grad_clip"): float, ("algorithm", "reward_clip"): float, ("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
+_NULLABLE_TYPES = {("algorithm", "point_prior_temperature"): float, ("algorithm", "grad_clip"): float, ("algorithm", "reward_clip"): float, ("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
                    ("tracking", "run_name"): str, ("resources", "num_cpus"): int}
 _POSITIVE = {("algorithm", k) for k in ("lr", "gamma", "clip", "train_batch_size", "minibatch_size", "num_epochs",
                                          "actor_lr", "critic_lr", "tau", "buffer_size", "ddpg_batch_size",
@@ -212,9 +214,9 @@ def _validate_algorithm(body: dict) -> dict:
         if (not isinstance(out[key], list) or not out[key]
                 or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in out[key])):
             raise ConfigError(f"algorithm.{key}", f"expected a list of positive layer widths, got {out[key]!r}")
-    if out["point_prior_temperature_s"] is not None and out["point_prior_temperature_s"] <= 0:
-        raise ConfigError("algorithm.point_prior_temperature_s",
-                          f"must be > 0 or null, got {out['point_prior_temperature_s']}")
+    if out["point_prior_temperature"] is not None and out["point_prior_temperature"] <= 0:
+        raise ConfigError("algorithm.point_prior_temperature",
+                          f"must be > 0 or null, got {out['point_prior_temperature']}")
     if not 0 < out["gamma"] <= 1 or not 0 <= out["lambda"] <= 1:
         raise ConfigError("algorithm.gamma" if not 0 < out["gamma"] <= 1 else "algorithm.lambda", "must be in (0, 1]")
     if out["minibatch_size"] > out["train_batch_size"]:
@@ -237,11 +239,13 @@ def _validate_evaluation(ev: dict, scenario) -> dict:
     if not isinstance(bl, list) or any(b not in allowed for b in bl):
         raise ConfigError("evaluation.baselines", f"expected a list of {', '.join(allowed)} "
                           f"(world {world!r}); got {bl!r}")
-    _check_int("evaluation.fixed_tasks", out["fixed_tasks"], 1)
+    if out["fixed_tasks"] is not None:
+        _check_int("evaluation.fixed_tasks", out["fixed_tasks"], 1)
     fd = out["fixed_distance_m"]
-    if isinstance(fd, bool) or not isinstance(fd, (int, float)) or fd <= 0:
-        raise ConfigError("evaluation.fixed_distance_m", f"expected a distance > 0 in m, got {fd!r}")
-    out["fixed_distance_m"] = float(fd)
+    if fd is not None:
+        if isinstance(fd, bool) or not isinstance(fd, (int, float)) or fd <= 0:
+            raise ConfigError("evaluation.fixed_distance_m", f"expected a distance > 0 in m or null, got {fd!r}")
+        out["fixed_distance_m"] = float(fd)
     _check_int("evaluation.episodes", out["episodes"], 1)
     if world == "emh":
         _check_int("evaluation.seed", out["seed"], 0)

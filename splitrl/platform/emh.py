@@ -30,21 +30,18 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from splitrl.envs.emh import EMHWorld, agent_ids, encode_decisions, make_emh_scenario
-from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _step
+from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _step, split_joint
 
 EPISODE_METRICS = ("latency", "energy", "waiting", "return", "device_share")
 MULTI_AGENT = ("emh-ppo", "mahppo")
 
 
-def episode_metrics(steps: list[dict]) -> dict:
-    """Metrics of one episode from its step infos."""
-    tasks = sum(s["tasks"] for s in steps)
-    return {"latency": sum(s["time_s"] for s in steps),
-            "energy": sum(s["energy_j"] for s in steps) / max(tasks, 1),
-            "waiting": sum(s["idle_s"] for s in steps) / max(tasks, 1),
-            "return": sum(s["reward"] for s in steps),
-            "device_share": sum(s["device_share"] * s["tasks"] for s in steps) / max(tasks, 1),
-            "tasks": tasks, "steps": len(steps)}
+def episode_metrics(totals: dict) -> dict:
+    """Metrics of one episode from its totals (the last step info's ``"episode"``)."""
+    tasks = totals["tasks"]
+    return {"latency": totals["time_s"], "energy": totals["energy_j"] / max(tasks, 1),
+            "waiting": totals["idle_s"] / max(tasks, 1), "return": totals["reward"],
+            "device_share": totals["device_macs_share"] / max(tasks, 1), "tasks": tasks}
 
 
 class EMHMetrics(RLlibCallback):
@@ -56,10 +53,10 @@ class EMHMetrics(RLlibCallback):
         infos = episode.get_infos()
         if isinstance(infos, dict):  # multi-agent: every agent carries the same step info
             infos = infos.get("md_0", [])
-        steps = [i for i in infos if isinstance(i, dict) and "time_s" in i]
+        steps = [i for i in infos if isinstance(i, dict) and "episode" in i]
         if not steps:
             return
-        for key, value in episode_metrics(steps).items():
+        for key, value in episode_metrics(steps[-1]["episode"]).items():
             if key in EPISODE_METRICS:
                 metrics_logger.log_value(key, value, reduce="mean", window=100)
 
@@ -75,11 +72,11 @@ def env_config(cfg: dict) -> dict:
 
 def point_prior(nvec: list[int], world: EMHWorld, temperature_s: float | None) -> list[float] | None:
     """Initial logit bias of every partition-point branch (the branches with ``num_points``
-    categories): ``-L_nominal(s) / T``, a Boltzmann prior over each point's nominal per-task
-    latency (:meth:`EMHWorld.nominal_latency`); ``None`` (uniform) without a temperature."""
+    categories): ``-cost_nominal(s) / T``, a Boltzmann prior over each point's nominal per-task
+    cost (:meth:`EMHWorld.nominal_cost`); ``None`` (uniform) without a temperature."""
     if temperature_s is None:
         return None
-    lat = world.nominal_latency()
+    lat = world.nominal_cost()
     prior = -(lat - lat.min()) / temperature_s
     bias: list[float] = []
     for n in nvec:
@@ -101,14 +98,14 @@ def module_spec(cfg: dict):
                             model_config={"hidden": alg["hidden"], "activation": alg["activation"],
                                           "discrete_nvec": env.nvec,
                                           "init_bias": point_prior(env.nvec, env.world,
-                                                                   alg["point_prior_temperature_s"])})
+                                                                   alg["point_prior_temperature"])})
     from splitrl.rl_modules.emh import EMHAgentModule, EMHMultiRLModule
 
     env = EMHMultiAgentEnv(env_config(cfg))
     sc = env.scenario
     mc = {"discrete_nvec": env.nvec, "embed": alg["embed"], "head": alg["hidden"], "critic": alg["hidden"],
           "value_outputs": 1 if sc.mdp == "time" else sc.max_window, "share_encoder": alg["name"] == "emh-ppo",
-          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature_s"])}
+          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"])}
     specs = {aid: RLModuleSpec(module_class=EMHAgentModule, observation_space=env.observation_spaces[aid],
                                action_space=env.action_spaces[aid], model_config=dict(mc))
              for aid in env.possible_agents}
@@ -251,18 +248,9 @@ class TrainedEMHPolicy(EMHPolicy):
         with torch.no_grad():
             if self.algorithm == "h-ppo":
                 joint = self._deterministic(self.module, obs)
-                return _split_joint(world, joint)
+                return split_joint(world, joint)
             return np.stack([self._deterministic(self.module[aid], obs)
                              for aid in agent_ids(world.scenario.num_devices)])
-
-
-def _split_joint(world: EMHWorld, joint: np.ndarray) -> np.ndarray:
-    from splitrl.envs.emh import agent_nvec
-
-    N = world.scenario.num_devices
-    d = len(agent_nvec(world.scenario, world.num_points))
-    disc = joint[:N * d].reshape(N, d)
-    return np.concatenate([disc, joint[N * d:].reshape(N, -1)], axis=1)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
@@ -276,10 +264,11 @@ def evaluate_emh_policy(policy: EMHPolicy, scenario: dict, evaluation: dict) -> 
         seed = evaluation["seed"] + i
         world.reset(np.random.default_rng(seed))
         policy.reset(world, seed)
-        steps = []
+        info = {}
         while not world.done and world.steps < world.scenario.max_steps:
-            steps.append(_step(world, policy.act(world, world.observation())))
-        per_episode.append(episode_metrics(steps))
+            info = _step(world, policy.act(world, world.observation()))
+        per_episode.append(episode_metrics(info["episode"]))
+        per_episode[-1]["steps"] = world.steps
     out = {k: float(np.mean([m[k] for m in per_episode])) for k in per_episode[0]}
     out["reward"] = out.pop("return")
     out["reward_std"] = float(np.std([m["return"] for m in per_episode]))

@@ -90,7 +90,7 @@ class Progress:
 
         head = (f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
                 f"return {fmt('episode_return_mean', '.1f')}  ")
-        if "waiting" in m:  # EMH world
+        if "waiting" in m or getattr(self, "world", None) == "emh":
             body = (f"latency {fmt('latency', '.2f')} s  energy {fmt('energy', '.4f')} J/task  "
                     f"waiting {fmt('waiting', '.3f')} s/task")
         else:
@@ -177,6 +177,7 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
         from splitrl.platform.algorithms import build_algo_config
 
     progress = progress or Progress()
+    progress.world = cfg["scenario"].get("world", "lyappo")
     alg_name = cfg["algorithm"]["name"]
     run_name = cfg["tracking"]["run_name"] or f"{alg_name}-{cfg['scenario']['name']}"
     state: dict[str, Any] = {"iteration": 0, "env_steps": 0.0, "time_s": 0.0}

@@ -124,11 +124,12 @@ class EMHPPOTorchLearner(PPOTorchLearner):
     """PPO learner for :class:`EMHMultiRLModule`: each parameter in exactly one optimizer; eq. (19)."""
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        claimed = getattr(self, "_claimed_params", None)
-        if claimed is None:
-            claimed = self._claimed_params = set()
-        params = [p for p in self.get_parameters(self._module[module_id]) if id(p) not in claimed]
-        claimed.update(id(p) for p in params)
+        # each parameter goes to the optimizer of the first module (by sorted id) that holds it
+        owner: dict[int, str] = {}
+        for mid in sorted(self._module.keys()):
+            for p in self.get_parameters(self._module[mid]):
+                owner.setdefault(id(p), mid)
+        params = [p for p in self.get_parameters(self._module[module_id]) if owner[id(p)] == module_id]
         if not params:
             return
         self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params), params=params,

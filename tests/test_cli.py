@@ -90,6 +90,13 @@ def test_compare_is_reproducible(tmp_path):
     (["--set", "scenario.arrival_rate=100"], "scenario.arrival_rate"),
     (["--set", "evaluation.fixed_partition=[1, 99]"], "evaluation.fixed_partition"),
     (["--set", "novalue"], "novalue"),
+    (["--set", "scenario.world=mars"], "scenario.world"),
+    (["--set", "scenario.world=emh", "--set", "algorithm.name=lyappo"], "algorithm.name"),
+    (["--set", "scenario.world=emh", "--set", "evaluation.baselines=[Fix-Cov]"], "evaluation.baselines"),
+    (["--set", "scenario.world=emh", "--set", "scenario.num_channels=0"], "scenario.num_channels"),
+    (["--set", "scenario.world=emh", "--set", "scenario.arrival_rate=1"], "scenario.arrival_rate"),
+    (["--set", "scenario.world=emh", "--set", "algorithm.point_prior_temperature=-1"],
+     "algorithm.point_prior_temperature"),
 ])
 def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, key):
     out = run_cli("compare", *args, "--json", str(tmp_path / "r.json"))

@@ -80,6 +80,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = self.stream.isatty()
+        self.world = "lyappo"  # which metrics the line shows; train() sets it from the config
 
     def update(self, it: int, stop: dict, m: dict) -> None:
         if not self.enabled:
@@ -90,7 +91,7 @@ class Progress:
 
         head = (f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
                 f"return {fmt('episode_return_mean', '.1f')}  ")
-        if "waiting" in m or getattr(self, "world", None) == "emh":
+        if self.world == "emh":
             body = (f"latency {fmt('latency', '.2f')} s  energy {fmt('energy', '.4f')} J/task  "
                     f"waiting {fmt('waiting', '.3f')} s/task")
         else:

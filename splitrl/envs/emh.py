@@ -50,7 +50,7 @@ import numpy as np
 
 from .dnn import available_models, partition_table
 from .emh_physics import path_gain, server_load, task_latency_energy, uplink_rates
-from .scenario import ScenarioError, _as_number
+from .scenario import ScenarioError, _as_number, check_ranges
 
 
 @dataclass(frozen=True)
@@ -123,18 +123,7 @@ def make_emh_scenario(overrides: Mapping[str, Any] | None = None, *, resolve_l0:
         values[key] = value
     if values["world"] != "emh":
         raise ScenarioError("world", f"expected 'emh', got {values['world']!r}")
-    for key in _INT1:
-        values[key] = _as_number(key, values[key], integer=True)
-        if values[key] < 1:
-            raise ScenarioError(key, f"must be >= 1, got {values[key]}")
-    for key in _POS:
-        values[key] = _as_number(key, values[key])
-        if values[key] <= 0:
-            raise ScenarioError(key, f"must be > 0, got {values[key]}")
-    for key in _NONNEG:
-        values[key] = _as_number(key, values[key])
-        if values[key] < 0:
-            raise ScenarioError(key, f"must be >= 0, got {values[key]}")
+    check_ranges(values, _INT1, _POS, _NONNEG)
     if values["p_floor"] > 1:
         raise ScenarioError("p_floor", f"must be in (0, 1] (a fraction of p_limit_w), got {values['p_floor']}")
     for key, lo in (("fixed_tasks", 1), ("fixed_distance_m", None), ("l0_s", None)):

@@ -125,6 +125,23 @@ def _as_number(key: str, value: Any, integer: bool = False):
     return value
 
 
+def check_ranges(values: dict, positive_int=(), positive=(), nonneg=()) -> None:
+    """Coerce ``values[key]`` in place to int (``positive_int``, >= 1) or float (``positive``,
+    > 0; ``nonneg``, >= 0), raising :class:`ScenarioError` naming the key."""
+    for key in positive_int:
+        values[key] = _as_number(key, values[key], integer=True)
+        if values[key] < 1:
+            raise ScenarioError(key, f"must be >= 1, got {values[key]}")
+    for key in positive:
+        values[key] = _as_number(key, values[key])
+        if values[key] <= 0:
+            raise ScenarioError(key, f"must be > 0, got {values[key]}")
+    for key in nonneg:
+        values[key] = _as_number(key, values[key])
+        if values[key] < 0:
+            raise ScenarioError(key, f"must be >= 0, got {values[key]}")
+
+
 def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: bool = True,
                   base: LyaPPOScenario | None = None) -> LyaPPOScenario:
     """Validate ``overrides`` on top of ``base`` (Table II defaults) and return the scenario."""
@@ -135,18 +152,7 @@ def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: boo
             raise ScenarioError(key, f"unknown key; allowed keys: {', '.join(SCENARIO_KEYS)}")
         values[key] = value
 
-    for key in _POSITIVE_INT:
-        values[key] = _as_number(key, values[key], integer=True)
-        if values[key] < 1:
-            raise ScenarioError(key, f"must be >= 1, got {values[key]}")
-    for key in _POSITIVE:
-        values[key] = _as_number(key, values[key])
-        if values[key] <= 0:
-            raise ScenarioError(key, f"must be > 0, got {values[key]}")
-    for key in _NONNEG:
-        values[key] = _as_number(key, values[key])
-        if values[key] < 0:
-            raise ScenarioError(key, f"must be >= 0, got {values[key]}")
+    check_ranges(values, _POSITIVE_INT, _POSITIVE, _NONNEG)
     values["noise_dbm_per_hz"] = _as_number("noise_dbm_per_hz", values["noise_dbm_per_hz"])
     if values["world"] != "lyappo":
         raise ScenarioError("world", f"expected 'lyappo', got {values['world']!r}")

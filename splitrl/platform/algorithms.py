@@ -114,10 +114,13 @@ def build_algo_config(cfg: dict):
         config = config.env_runners(rollout_fragment_length=1).reporting(
             min_sample_timesteps_per_iteration=alg["train_batch_size"])
     else:
-        config = config.training(
-            lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],
-            entropy_coeff=alg["entropy_coeff"], vf_loss_coeff=alg["vf_loss_coeff"], vf_clip_param=alg["vf_clip"],
-            grad_clip=alg["grad_clip"], train_batch_size_per_learner=alg["train_batch_size"],
-            minibatch_size=alg["minibatch_size"], num_epochs=alg["num_epochs"], use_kl_loss=False,
-        )
+        config = config.training(**ppo_training(alg))
     return config
+
+
+def ppo_training(alg: dict) -> dict:
+    """``PPOConfig.training`` arguments from the ``algorithm`` section (both worlds)."""
+    return dict(lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],
+                entropy_coeff=alg["entropy_coeff"], vf_loss_coeff=alg["vf_loss_coeff"], vf_clip_param=alg["vf_clip"],
+                grad_clip=alg["grad_clip"], train_batch_size_per_learner=alg["train_batch_size"],
+                minibatch_size=alg["minibatch_size"], num_epochs=alg["num_epochs"], use_kl_loss=False)

@@ -115,6 +115,8 @@ def module_spec(cfg: dict):
 def build_algo_config(cfg: dict):
     from ray.rllib.algorithms.ppo import PPOConfig
 
+    from splitrl.platform.algorithms import ppo_training
+
     alg, res = cfg["algorithm"], cfg["resources"]
     name = alg["name"]
     config = PPOConfig()
@@ -139,10 +141,7 @@ def build_algo_config(cfg: dict):
         .callbacks(EMHMetrics)
         .debugging(seed=alg["seed"], log_level="ERROR")
         .reporting(metrics_num_episodes_for_smoothing=20)
-        .training(lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],
-                  entropy_coeff=alg["entropy_coeff"], vf_loss_coeff=alg["vf_loss_coeff"], vf_clip_param=alg["vf_clip"],
-                  grad_clip=alg["grad_clip"], train_batch_size_per_learner=alg["train_batch_size"],
-                  minibatch_size=alg["minibatch_size"], num_epochs=alg["num_epochs"], use_kl_loss=False)
+        .training(**ppo_training(alg))
     )
 
 

@@ -124,6 +124,22 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    import signal
+
+    from splitrl.tuning.spec import load_sweep
+    from splitrl.tuning.sweep import INTERRUPTED, run_sweep
+
+    spec = load_sweep(args.sweep)  # validated (every scenario point resolved) before anything starts
+    # `ray job stop` and Kubernetes send SIGTERM: stop like Ctrl-C, so Tune saves its state for --resume
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    summary = run_sweep(spec, out=args.out, resume=args.resume, address=args.address, mlflow_uri=args.mlflow_uri)
+    if summary["status"] == "INTERRUPTED":
+        return INTERRUPTED
+    print(f"sweep directory: {summary['out']}", file=sys.stderr)
+    return 0 if summary["status"] == "FINISHED" else 1
+
+
 class _UserError(Exception):
     pass
 
@@ -173,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="FILE", help="write the results as JSON")
     c.add_argument("--plot", metavar="FILE", help="write a PNG chart")
     c.set_defaults(func=_cmd_compare)
+
+    w = sub.add_parser("sweep", help="run a Ray Tune sweep (scenario grid, algorithms, seeds, search space), "
+                                     "tracked in MLflow as a parent run with a child per trial")
+    w.add_argument("sweep", help="sweep YAML (see configs/sweeps/)")
+    w.add_argument("--out", metavar="DIR", help="sweep directory (default sweeps/<name>)")
+    w.add_argument("--resume", action="store_true", help="continue the sweep in --out: finish the trials "
+                   "that had not finished")
+    w.add_argument("--address", metavar="ADDR", help="Ray cluster address (e.g. auto); default: local Ray "
+                   "sized to this machine (or RAY_ADDRESS)")
+    w.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db here)")
+    w.set_defaults(func=_cmd_sweep)
     return parser
 
 

@@ -125,14 +125,10 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    import signal
-
     from splitrl.tuning.spec import load_sweep
     from splitrl.tuning.sweep import INTERRUPTED, run_sweep
 
     spec = load_sweep(args.sweep)  # validated (every scenario point resolved) before anything starts
-    # `ray job stop` and Kubernetes send SIGTERM: stop like Ctrl-C, so Tune saves its state for --resume
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     summary = run_sweep(spec, out=args.out, resume=args.resume, address=args.address, mlflow_uri=args.mlflow_uri)
     if summary["status"] == "INTERRUPTED":
         return INTERRUPTED

@@ -17,7 +17,9 @@ summary.csv/.txt and the figures) with a child run per trial and per baseline po
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -120,6 +122,10 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
 
     cfg0 = next(iter(spec["points"].values()))["config"]
     _init_ray(cfg0, address)
+    if threading.current_thread() is threading.main_thread():
+        # `ray job stop` and Kubernetes send SIGTERM: stop as on Ctrl-C, so Tune saves its state for
+        # --resume (installed after ray.init, whose own SIGTERM handler would abort the process)
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         (out / "sweep.yaml").write_text(yaml.safe_dump(_saved_spec(spec), sort_keys=False))

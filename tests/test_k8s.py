@@ -37,7 +37,7 @@ RAY_VERSION = "2.60.0"
 # A Kubernetes version that kubernetes-validate 1.37.0 bundles schemas for (1.30 ... 1.37).
 K8S_VERSION = "1.33.0"
 MANIFEST_FILES = ("mlflow.yaml", "raycluster.yaml", "rayjob.yaml")
-ENTRYPOINT = ("python -m splitrl sweep configs/sweeps/lyappo_fl.yaml --address auto "
+ENTRYPOINT = ("python -m splitrl sweep /home/ray/splitrl/configs/sweeps/lyappo_fl.yaml --address auto "
               "--out /mnt/results/lyappo_fl")
 CREDENTIAL_WORDS = ("PASSWORD", "TOKEN", "SECRET")
 

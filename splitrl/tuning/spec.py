@@ -36,8 +36,13 @@ from typing import Any
 
 import yaml
 
-from splitrl.platform.config import (WORLD_ALGORITHMS, WORLD_BASELINES, ConfigError, _apply,
-                                     resolve_config)
+from splitrl.platform.config import (
+    WORLD_ALGORITHMS,
+    WORLD_BASELINES,
+    ConfigError,
+    _apply,
+    resolve_config,
+)
 
 SWEEP_KEYS = ("name", "description", "base", "set", "grid", "algorithms", "seeds", "search", "num_samples",
               "baselines", "metric", "mode", "scheduler", "max_concurrent", "plot_metrics")

@@ -20,15 +20,15 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
 from splitrl.platform.config import ConfigError
 from splitrl.tuning import aggregate
 from splitrl.tuning.spec import fmt_value, spec_fingerprint
-from splitrl.tuning.tracking import SweepCallback, SweepState, Tracking, trial_params
+from splitrl.tuning.tracking import SweepCallback, SweepState, Tracking
 
 #: Exit status of an interrupted sweep (resume it with ``--resume``).
 INTERRUPTED = 130
@@ -107,8 +107,8 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
     import ray
     from ray import tune
 
-    from splitrl.platform.train import _init_ray
     from splitrl.platform.tracking import default_uri
+    from splitrl.platform.train import _init_ray
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out or Path("sweeps") / spec["name"]).resolve()
@@ -240,4 +240,4 @@ def _run_baselines(spec: dict, state: SweepState, tracking: Tracking, log) -> li
     return [aggregate.baseline_row(spec, pk, b, done[f"{pk}|{b}"]) for pk in spec["points"] for b in spec["baselines"]]
 
 
-__all__ = ["run_sweep", "INTERRUPTED", "trial_params"]
+

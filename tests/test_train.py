@@ -37,9 +37,11 @@ def write_cfg(path, **sections):
 
 
 def runs_of(uri, experiment="splitrl"):
+    """The `splitrl train` runs in the (session-wide) server: not the sweep tests' runs."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    return client.search_runs([exp.experiment_id]) if exp else []
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return [r for r in runs if "splitrl.sweep" not in r.data.tags]
 
 
 @pytest.mark.timeout(900)

@@ -42,6 +42,8 @@ def trial_row(spec: dict, config: dict, metrics: dict, status: str, trial_id: st
             row[f"train/{key}"] = metrics[key]
     for key in EVAL_METRICS[spec["world"]]:
         row[f"eval/{key}"] = metrics.get(f"eval/{key}", float("nan"))
+    if status == "FINISHED" and not any(k.startswith("eval/") for k in metrics):
+        row["status"] = "STOPPED"  # stopped early by the scheduler (ASHA): no evaluation
     return row
 
 

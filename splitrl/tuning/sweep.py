@@ -111,6 +111,8 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
     from splitrl.platform.train import _init_ray
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    # Tune warns whenever checkpoints (kept: 2 per trial) force state snapshots; frequent by design
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     out = Path(out or Path("sweeps") / spec["name"]).resolve()
     exp_dir = out / "tune" / "trials"
     if resume:
@@ -126,16 +128,22 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
         # `ray job stop` and Kubernetes send SIGTERM: stop as on Ctrl-C, so Tune saves its state for
         # --resume (installed after ray.init, whose own SIGTERM handler would abort the process)
         signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        (out / "sweep.yaml").write_text(yaml.safe_dump(_saved_spec(spec), sort_keys=False))
-    state = SweepState(out / "state.json")
+    state = SweepState(out / "state.json")  # read if resuming; nothing is written yet
     tracking_cfg = cfg0["tracking"]
     uri = None
     if tracking_cfg.get("enabled", True):
-        uri = (mlflow_uri or state.data.get("mlflow_uri") or tracking_cfg.get("mlflow_uri")
-               or os.environ.get("MLFLOW_TRACKING_URI") or default_uri())
-    tracking = Tracking(uri, tracking_cfg.get("experiment", "splitrl"), state)
+        uri = state.data.get("mlflow_uri")  # a resumed sweep stays in its store
+        if uri and mlflow_uri and mlflow_uri != uri:
+            raise ConfigError("--mlflow-uri", f"differs from the sweep being resumed ({uri!r} there, {mlflow_uri!r} here)")
+        uri = (uri or mlflow_uri or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+               or default_uri())
+    try:
+        tracking = Tracking(uri, tracking_cfg.get("experiment", "splitrl"), state)
+    except Exception as exc:  # an unreachable server or a bad URI: before anything is written
+        raise ConfigError("--mlflow-uri", f"cannot use the MLflow tracking store {uri!r}: {exc}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        (out / "sweep.yaml").write_text(yaml.safe_dump(_saved_spec(spec), sort_keys=False))
     tracking.start_parent(spec, _parent_params(spec))
     state.save()
     status = "FAILED"

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -242,7 +243,11 @@ def ray_head():
     dash = _free_port()
     # token authentication on (Ray's default for local clusters; the CLI needs the mode set to send
     # the token); the job's `python` is this virtualenv's, as it would be a cluster image's
-    env = _env(RAY_AUTH_MODE="token", PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    # (a token of this test's own, so the test neither needs nor touches ~/.ray/auth_token)
+    token = Path(temp) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = _env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
+               PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
            "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),

@@ -333,3 +333,26 @@ def test_sweep_spec_roundtrip_is_stable(tmp_path):
     changed = copy.deepcopy(spec)
     changed["seeds"] = [0, 1]
     assert spec_fingerprint(changed) != spec_fingerprint(spec)
+
+
+def test_asha_search_and_early_stopped_rows(tmp_path):
+    """A pure search gets ASHA with the sweep's settings; a trial it stops has no evaluation and is
+    reported STOPPED, not as a finished trial with missing numbers."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from splitrl.tuning import aggregate
+    from splitrl.tuning.sweep import _scheduler
+
+    raw = _smoke(grid=None, search={"algorithm.lr": {"loguniform": [1e-4, 1e-3]}}, num_samples=4,
+                 scheduler={"name": "asha", "grace_period": 2, "reduction_factor": 2})
+    spec = validate_sweep(raw, tmp_path)
+    sched = _scheduler(spec)
+    assert isinstance(sched, ASHAScheduler) and spec["scheduler"]["max_t"] == 2  # stop.iterations of `set`
+    assert spec["num_trials"] == 4 and list(spec["points"]) == [""]
+    config = {"point": "", "algorithm.name": "lyappo", "algorithm.seed": 0, "algorithm.lr": 3e-4}
+    stopped = aggregate.trial_row(spec, config, {"energy": 1e-4, "iteration": 1}, "FINISHED", "t0")
+    done = aggregate.trial_row(spec, config, {"energy": 1e-4, "eval/energy": 2e-4}, "FINISHED", "t1")
+    assert stopped["status"] == "STOPPED" and math.isnan(stopped["eval/energy"])
+    assert done["status"] == "FINISHED" and done["eval/energy"] == 2e-4
+    summary = aggregate.summarize(spec, [stopped, done])
+    assert len(summary) == 1 and summary[0]["energy_mean"] == 2e-4  # the stopped one has no number

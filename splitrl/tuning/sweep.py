@@ -28,7 +28,7 @@ import yaml
 from splitrl.platform.config import ConfigError
 from splitrl.tuning import aggregate
 from splitrl.tuning.spec import fmt_value, spec_fingerprint
-from splitrl.tuning.tracking import SweepCallback, SweepState, Tracking
+from splitrl.tuning.tracking import SweepCallback, SweepState, Tracking, point_params
 
 #: Exit status of an interrupted sweep (resume it with ``--resume``).
 INTERRUPTED = 130
@@ -89,8 +89,7 @@ def _saved_spec(spec: dict) -> dict:
 
 def _check_resume(spec: dict, out: Path) -> None:
     saved = yaml.safe_load((out / "sweep.yaml").read_text())
-    mine = spec_fingerprint(_saved_spec(spec) | {"points": {}})
-    theirs = spec_fingerprint(saved | {"points": {}})
+    mine, theirs = spec_fingerprint(_saved_spec(spec)), spec_fingerprint(saved)
     for key in mine:
         if yaml.safe_dump(mine[key], sort_keys=True) != yaml.safe_dump(theirs[key], sort_keys=True):
             raise ConfigError(key, f"differs from the sweep being resumed in {out} (a resumed sweep must define "
@@ -236,11 +235,9 @@ def _run_baselines(spec: dict, state: SweepState, tracking: Tracking, log) -> li
             metrics = ray.get(ready[0])[b]
             done[f"{pk}|{b}"] = metrics
             values = spec["points"][pk]["values"]
-            params = {"sweep": spec["name"], "world": spec["world"], "algorithm": b, "seed": "-",
-                      "scenario": spec["points"][pk]["config"]["scenario"]["name"],
-                      **{k: str(v) for k, v in values.items()}}
             name = " ".join([b] + [f"{k.split('.')[-1]}={fmt_value(v)}" for k, v in values.items()])
-            run_id = tracking.child(f"baseline:{pk}:{b}", name, params, {"splitrl.kind": "baseline"})
+            run_id = tracking.child(f"baseline:{pk}:{b}", name, point_params(spec, pk, b, "-"),
+                                    {"splitrl.kind": "baseline"})
             tracking.log_metrics(run_id, {f"eval/{k}": v for k, v in metrics.items()}, step=0)
             tracking.end(run_id, "FINISHED")
             state.save()

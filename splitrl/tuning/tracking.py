@@ -50,11 +50,16 @@ def curated_metrics(result: dict) -> dict[str, float]:
     return out
 
 
+def point_params(spec: dict, point_key: str, policy: str, seed: str) -> dict[str, str]:
+    """A child run's params: the sweep, world, scenario, policy, seed and the point's swept keys."""
+    point = spec["points"][point_key]
+    return {"sweep": spec["name"], "world": spec["world"], "scenario": point["config"]["scenario"]["name"],
+            "algorithm": policy, "seed": seed, **{k: str(v) for k, v in point["values"].items()}}
+
+
 def trial_params(spec: dict, config: dict) -> dict[str, str]:
-    point = spec["points"][config["point"]]
-    params = {"sweep": spec["name"], "world": spec["world"], "scenario": point["config"]["scenario"]["name"],
-              "algorithm": ALGORITHM_NAMES[config["algorithm.name"]], "seed": str(config["algorithm.seed"])}
-    params.update({k: str(v) for k, v in point["values"].items()})
+    params = point_params(spec, config["point"], ALGORITHM_NAMES[config["algorithm.name"]],
+                          str(config["algorithm.seed"]))
     params.update({k: str(v) for k, v in config.items() if k in spec["search"]})
     return params
 

@@ -82,7 +82,7 @@ def test_time_based_slots_carry_tasks_over_and_return_minus_makespan_plus_energy
 
 
 def test_co_channel_offloading_is_slower_than_on_separate_channels():
-    w = world(num_devices=2, fixed_tasks=5, fixed_distance_m=50.0, shadow_std_db=0.0)
+    w = world(num_devices=2, fixed_tasks=5, fixed_distance_m=50.0, shadow_std_db=0.0, input_bits_per_element=8.0)
     w.reset(np.random.default_rng(0))
     same = decode_actions(w, encode_decisions(w, 5, 0, 0, np.array([[0], [1]]), 0.1))
     t_same = w.step_window(**{k: same[k] for k in ("window", "point", "channel", "server", "power")})["time_s"]
@@ -127,7 +127,7 @@ def test_seeded_episodes_repeat_and_every_agent_sees_the_global_state():
 
     a, b = rollout(7), rollout(7)
     np.testing.assert_array_equal(a, b)
-    assert a.shape[1] == 6 and not np.array_equal(a, rollout(8)[: len(a)])
+    assert a.shape[1] == 9 and not np.array_equal(a, rollout(8)[: len(a)])  # (X, d, gain dB) x 3 devices
 
 
 def test_rllib_and_pettingzoo_api_checks():
@@ -165,6 +165,7 @@ def test_learner_reward_compression_is_monotone_and_linear_for_small_costs():
     ("num_devices", 0, "must be >= 1"), ("mdp", "slots", "task, time"), ("partitioning", "grid", "operator"),
     ("model", "lenet", "unknown model"), ("p_floor", 2, "(0, 1]"), ("fixed_tasks", 0, ">= 1"),
     ("num_servrs", 2, "unknown key"), ("distance_min_m", 500, "distance_max_m"),
+    ("observe_gain", "yes", "true or false"), ("feature_bits_per_element", 0, "> 0"),
 ])
 def test_bad_scenario_values_name_the_key(key, value, fragment):
     with pytest.raises(ScenarioError) as err:
@@ -176,7 +177,33 @@ def test_vertical_partitioning_uses_the_layer_chain():
     op, vert = world(), world(partitioning="vertical")
     assert op.num_points == 85 and vert.num_points < op.num_points
     assert vert.share[0] == 0 and vert.share[-1] == 1 and vert.tx_bits[-1] == 0
-    assert op.tx_bits[0] == vert.tx_bits[0] == 3 * 224 * 224 * 8
+    assert op.tx_bits[0] == vert.tx_bits[0] == 3 * 224 * 224 * 0.5  # an encoded frame by default
+
+
+def test_transfer_sizes_follow_the_bits_per_element():
+    from splitrl.envs.dnn import load_profile
+
+    prof = load_profile("resnet50")
+    raw = world(input_bits_per_element=8.0, feature_bits_per_element=32.0)
+    enc = world(input_bits_per_element=0.25, feature_bits_per_element=4.0)
+    assert raw.tx_bits[0] == 3 * 224 * 224 * 8 and enc.tx_bits[0] == 3 * 224 * 224 * 0.25
+    for p in prof["partition_points"][1:-1]:  # every cut: the float32 bytes of its operators
+        i = p["index"] - 1
+        assert raw.tx_bits[i] == pytest.approx(8 * p["tx_bytes"])
+        assert enc.tx_bits[i] == pytest.approx(p["tx_bytes"] / 4 * 4.0)
+    assert raw.tx_bits[-1] == enc.tx_bits[-1] == 0.0
+
+
+def test_the_state_holds_each_devices_gain_in_db_when_observed():
+    w = world(fixed_distance_m=20.0)
+    w.reset(np.random.default_rng(3))
+    obs = w.observation()
+    gain_db = -30 * np.log10(20.0) + w.shadow_db  # (d_hat / d)^h with 8 dB shadowing, in dB
+    np.testing.assert_allclose(obs[6:9] * 60.0, gain_db, rtol=1e-5)
+    blind = world(fixed_distance_m=20.0, observe_gain=False)
+    blind.reset(np.random.default_rng(3))
+    np.testing.assert_array_equal(blind.observation(), obs[:6])
+    assert blind.obs_dim == 6 and w.obs_dim == 9
 
 
 def test_infos_carry_the_episode_totals():

@@ -52,14 +52,19 @@ def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent()
 def test_initial_point_prior_follows_nominal_cost():
     from splitrl.platform.emh import module_spec
 
-    multi = module_spec(_cfg("emh-ppo")).build()
+    from splitrl.envs.emh import EMHWorld, make_emh_scenario
+
+    cfg = _cfg("emh-ppo")
+    multi = module_spec(cfg).build()
     m = multi["md_0"]
     with torch.no_grad():
-        logits = m.actor(m.encoder(torch.zeros(1, 6)))[0]
+        logits = m.actor(m.encoder(torch.zeros(1, 9)))[0]
     S = 85
-    first_point = logits[5:5 + S]  # after the window-size branch
-    assert int(first_point.argmax()) == 0  # raw input: the lowest nominal cost
-    assert 0.3 < first_point[0] - first_point[S - 1] < 1.0  # then fully local, close behind
+    first_point = logits[5:5 + S].numpy()  # after the window-size branch
+    cost = EMHWorld(make_emh_scenario(cfg["scenario"])).nominal_cost()
+    assert int(first_point.argmax()) == int(cost.argmin()) == 0  # the encoded input: the lowest nominal cost
+    # the logits start as -cost / T, up to the small contribution of the untrained layers
+    np.testing.assert_allclose(first_point - first_point[0], -(cost - cost[0]) / 0.3, atol=0.3)
 
 
 def test_one_training_step_updates_the_shared_encoder_once(ray_local):

@@ -49,6 +49,10 @@ def test_partition_table_is_well_formed(model):
     assert t.c[0] == 0 and t.c[-1] == 1 and np.all(np.diff(t.c) > 0)
     assert t.d[0] == 1 and t.d[-1] == 0 and np.all(t.d[1:-1] > 0)
     assert t.input_bits == 3 * 224 * 224 * 8
+    # quantised features (8 bits per element) and an encoded input (1 bit) scale d_k exactly
+    q = partition_table(model, 1.0, "all", feature_bits_per_element=8.0)
+    assert q.input_bits == 3 * 224 * 224 and q.d[0] == 1
+    np.testing.assert_allclose(q.d[1:] * q.input_bits, t.d[1:] * t.input_bits / 4)
     prof = load_profile(model)
     names = [n["name"] for n in prof["nodes"]]
     pos = {n: i for i, n in enumerate(names)}

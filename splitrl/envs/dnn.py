@@ -246,11 +246,14 @@ def pareto_points(c: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def partition_table(model: str, input_bits_per_element: float = 8.0, points: str = "all") -> PartitionTable:
+def partition_table(model: str, input_bits_per_element: float = 8.0, points: str = "all",
+                    feature_bits_per_element: float = 32.0) -> PartitionTable:
     """LyaPPO's ``(c_k, d_k)`` table for ``model``.
 
-    ``d_k`` is relative to the raw input ``D`` = elements x ``input_bits_per_element`` (an XR
-    camera frame is 8-bit; intermediate features are float32).  ``d[0] = 1`` by definition.
+    ``d_k`` is relative to the raw input ``D`` = elements x ``input_bits_per_element``, the bits
+    per input element as transmitted (8: a raw 8-bit camera frame; below 1: an encoded image).
+    Intermediate features are sent at ``feature_bits_per_element`` bits per element (32: the
+    float32 tensors of the profile; 8: 8-bit quantisation).  ``d[0] = 1`` by definition.
     ``points="pareto"`` keeps only the non-dominated points (:func:`pareto_points`);
     ``points="operator"`` gives EMH-PPO's operator-grained points ``s = 1..S`` instead of the
     layer-level chain (row ``i`` is point ``s = i + 1``).
@@ -260,7 +263,7 @@ def partition_table(model: str, input_bits_per_element: float = 8.0, points: str
     elements = float(np.prod(prof["input_shape"]))
     input_bits = elements * input_bits_per_element
     c = np.array([p["device_macs"] for p in pts]) / prof["total_macs"]
-    d = np.array([p["tx_bytes"] * 8.0 for p in pts]) / input_bits
+    d = np.array([p["tx_bytes"] / FEATURE_BYTES * feature_bits_per_element for p in pts]) / input_bits
     d[0] = 1.0
     c[-1] = 1.0
     names = tuple("+".join(p["cut"]) for p in pts)

@@ -84,12 +84,14 @@ class EMHScenario:
     waiting_weight: float = 0.05           # alpha
     l0_s: float | None = None              # server baseline latency L0 [s]; null: timed here
     local_factor: float = 5.0              # L_local = local_factor * L0 for the whole model
-    input_bits_per_element: float = 8.0    # raw input: 8-bit camera frame
+    input_bits_per_element: float = 0.5    # raw input as sent: an encoded (JPEG-class) frame, 9.4 kB
+    feature_bits_per_element: float = 8.0  # intermediate features as sent: 8-bit quantised
+    observe_gain: bool = True              # the state also holds each device's uplink gain (CSI)
     max_steps: int = 100_000               # truncation (time-based MDP; windows always end)
 
     def table(self):
         points = "operator" if self.partitioning == "operator" else "all"
-        return partition_table(self.model, self.input_bits_per_element, points)
+        return partition_table(self.model, self.input_bits_per_element, points, self.feature_bits_per_element)
 
     @property
     def slot_seconds(self) -> float:
@@ -109,7 +111,8 @@ class EMHScenario:
 EMH_KEYS = tuple(f.name for f in fields(EMHScenario))
 _INT1 = ("num_devices", "num_servers", "num_channels", "max_window", "max_steps")
 _POS = ("slot_ms", "task_mean", "p_limit_w", "p_floor", "bandwidth_hz", "noise_w", "path_loss_exponent",
-        "ref_distance_m", "distance_min_m", "distance_max_m", "local_factor", "input_bits_per_element")
+        "ref_distance_m", "distance_min_m", "distance_max_m", "local_factor", "input_bits_per_element",
+        "feature_bits_per_element")
 _NONNEG = ("shadow_std_db", "energy_per_mmac_j", "energy_weight", "waiting_weight")
 
 
@@ -131,6 +134,8 @@ def make_emh_scenario(overrides: Mapping[str, Any] | None = None, *, resolve_l0:
             values[key] = _as_number(key, values[key], integer=key == "fixed_tasks")
             if values[key] < (lo or 0) or (lo is None and values[key] <= 0):
                 raise ScenarioError(key, f"must be {'>= 1' if lo else '> 0'} or null, got {values[key]}")
+    if not isinstance(values["observe_gain"], bool):
+        raise ScenarioError("observe_gain", f"expected true or false, got {values['observe_gain']!r}")
     if not isinstance(values["name"], str) or not values["name"]:
         raise ScenarioError("name", f"expected a non-empty string, got {values['name']!r}")
     if values["distance_min_m"] > values["distance_max_m"]:
@@ -228,13 +233,24 @@ class EMHWorld:
     def observation(self) -> np.ndarray:
         s = self.scenario
         parts = [self.remaining / s.task_mean, self.distance / s.distance_max_m]
+        if s.observe_gain:  # the window's gain in dB (path loss and shadowing), scaled to about [-1, 0]
+            gain = path_gain(self.distance, self.shadow_db, ref_distance_m=s.ref_distance_m,
+                             exponent=s.path_loss_exponent)
+            parts.append(10.0 * np.log10(gain) / self._gain_scale_db)
         if s.mdp == "time":
             parts.append(np.minimum(self.busy / s.slot_seconds, 100.0))
         return np.concatenate(parts).astype(np.float32)
 
     @property
     def obs_dim(self) -> int:
-        return self.scenario.num_devices * (3 if self.scenario.mdp == "time" else 2)
+        s = self.scenario
+        return s.num_devices * (2 + int(s.observe_gain) + int(s.mdp == "time"))
+
+    @property
+    def _gain_scale_db(self) -> float:
+        """Path loss at the largest distance in dB (60 for Table III), the gain feature's unit."""
+        s = self.scenario
+        return max(10.0 * s.path_loss_exponent * np.log10(s.distance_max_m / s.ref_distance_m), 1.0)
 
     # ---- physics of a set of tasks run side by side ------------------------------------------
     def _tasks(self, point, channel, server, power, active):
@@ -335,7 +351,7 @@ def agent_action_space(s: EMHScenario, num_points: int) -> gym.spaces.Box:
 
 
 def observation_space(world: EMHWorld) -> gym.spaces.Box:
-    return gym.spaces.Box(0.0, np.inf, (world.obs_dim,), np.float32)
+    return gym.spaces.Box(-np.inf, np.inf, (world.obs_dim,), np.float32)
 
 
 def decode_actions(world: EMHWorld, actions: np.ndarray) -> dict:

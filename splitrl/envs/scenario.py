@@ -42,6 +42,7 @@ class LyaPPOScenario:
     arrival_rate: float = 1.0                  # lambda [tasks/s per service], Poisson per slot
     cycles_per_mac: float = 0.12               # rho [cycles/MAC]
     input_bits_per_element: float = 8.0        # raw input D: 3x224x224 8-bit camera frame
+    feature_bits_per_element: float = 32.0     # intermediate features as sent: float32
     f_local_max_hz: float = 1.5e9              # F^l_m [cycles/s]
     f_edge_max_hz: float = 20e9                # F^e [cycles/s]
     energy_coefficient: float = 1e-28          # delta (kappa) [W s^3 / cycles^3]
@@ -63,7 +64,8 @@ class LyaPPOScenario:
 
     def tables(self):
         """The partition table of every service's model."""
-        return [partition_table(m, self.input_bits_per_element, self.partition_points) for m in self.models]
+        return [partition_table(m, self.input_bits_per_element, self.partition_points, self.feature_bits_per_element)
+                for m in self.models]
 
     # ---- derived quantities (SI) -------------------------------------------------------------
     @property
@@ -99,7 +101,7 @@ class LyaPPOScenario:
 SCENARIO_KEYS = tuple(f.name for f in fields(LyaPPOScenario))
 
 _POSITIVE_INT = ("num_devices", "services_per_device", "slots_per_period", "episode_periods")
-_POSITIVE = ("slot_seconds", "arrival_rate", "cycles_per_mac", "input_bits_per_element",
+_POSITIVE = ("slot_seconds", "arrival_rate", "cycles_per_mac", "input_bits_per_element", "feature_bits_per_element",
              "f_local_max_hz", "f_edge_max_hz", "energy_coefficient", "p_max_w", "bandwidth_hz",
              "antenna_gain", "carrier_hz", "path_loss_exponent", "distance_min_m", "distance_max_m")
 _NONNEG = ("lyapunov_weight_local", "lyapunov_weight_tx", "reward_energy_weight",

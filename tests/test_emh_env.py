@@ -219,3 +219,28 @@ def test_infos_carry_the_episode_totals():
     for key in ("reward", "time_s", "energy_j", "tasks", "idle_s"):
         assert last[key] == pytest.approx(sum(s[key] for s in steps))
     assert last["tasks"] == 12
+
+
+def test_reference_schedules_coordinate_channels_as_documented():
+    from splitrl.envs.emh_physics import path_gain, uplink_rates
+    from splitrl.platform.emh import CSISharing, RoundRobin
+
+    w = world(fixed_tasks=10)
+    w.reset(np.random.default_rng(5))
+    rr = decode_actions(w, RoundRobin().act(w, w.observation()))
+    sending = rr["point"] == 0
+    assert (sending.sum(0) == 2).all()  # C = 2 transmitters at every task position ...
+    for x in range(5):  # ... never on the same channel
+        assert len(set(rr["channel"][sending[:, x], x])) == 2
+    cs = decode_actions(w, CSISharing(0.2).act(w, w.observation()))
+    assert (cs["point"] == 0).all()
+    g = path_gain(w.distance, w.shadow_db)[:, None]
+    rx = cs["power"] * g
+    for x in range(5):
+        ch = cs["channel"][:, x]
+        shared = ch == np.bincount(ch).argmax()  # the channel two devices share
+        assert shared.sum() == 2 and rx[shared, x] == pytest.approx(rx[shared, x][0], rel=1e-6)
+        assert cs["power"][shared, x].max() == pytest.approx(0.2, rel=1e-6)  # the weaker at 0.2 P_limit
+        rate = uplink_rates(cs["power"][:, x], g[:, 0], ch, bandwidth_hz=1e6, noise_w=1e-9)
+        assert rate[shared] == pytest.approx(rate[shared][0], rel=1e-6)  # equal SINR, just under 1
+        assert rate[shared][0] < 1e6 < rate[~shared][0]

@@ -1,8 +1,10 @@
 """L0 is measured by timing the real model once, then served from the cache."""
 
 import json
+import os
 
 import pytest
+import torch
 
 from splitrl.envs import latency
 
@@ -19,5 +21,14 @@ def test_server_latency_is_measured_once_and_cached(tmp_path, monkeypatch):
     (tmp_path / "server_latency.json").write_text(json.dumps(cache))
     assert latency.measure_server_latency("alexnet") == 0.123
     assert latency.measure_server_latency("alexnet", repeats=3, refresh=True) != 0.123
+    # a process limited to one thread (a Ray worker, a sweep trial) reads the same entry, and keeps its limit
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        l0_one = latency.measure_server_latency("alexnet", repeats=3)
+        assert l0_one == json.loads((tmp_path / "server_latency.json").read_text())[key] and torch.get_num_threads() == 1
+        assert key.endswith(f"threads-{os.cpu_count()}")
+    finally:
+        torch.set_num_threads(threads)
     with pytest.raises(ValueError, match="unknown model"):
         latency.measure_server_latency("lenet")

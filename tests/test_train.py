@@ -230,13 +230,13 @@ def test_emh_train_then_compare_json_names_every_policy(tmp_path, mlflow_server)
         runs[name] = tmp_path / name
     # the training run compared itself with the world's baselines
     own = json.loads((runs["emh"] / "compare.json").read_text())
-    assert set(own["policies"]) == {"EMH-PPO", "Local-only", "AgileNN", "Round-robin"}
+    assert set(own["policies"]) == {"EMH-PPO", "Local-only", "AgileNN", "Round-robin", "CSI-sharing"}
     out = splitrl("compare", "emh.yaml", *sum((["--checkpoint", str(r)] for r in runs.values()), []),
                   "--json", "cmp.json", "--plot", "cmp.png", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     pol = json.loads((tmp_path / "cmp.json").read_text())["policies"]
     assert set(pol) == {"EMH-PPO", "EMH-PPO (time-based)", "EMH-PPO (vertical)", "H-PPO", "MAHPPO",
-                        "Local-only", "AgileNN", "Round-robin"}
+                        "Local-only", "AgileNN", "Round-robin", "CSI-sharing"}
     for m in pol.values():
         assert {"latency", "energy", "reward", "waiting"} <= set(m)
     local = pol["Local-only"]

@@ -4,7 +4,8 @@
 eval mode, no autograd) when the server serves a single device.  The median of ``repeats`` timed
 forward passes (after one warm-up) is cached in ``$SPLITRL_CACHE_DIR`` (default
 ``~/.cache/splitrl``) as ``server_latency.json``, keyed by model, input shape, torch version and
-thread count, so every later env build reuses it.  A scenario can override it with a number.
+the machine's core count (the server runs on all cores, whatever threads the calling process is
+limited to), so every later env build reuses it.  A scenario can override it with a number.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ def cache_path() -> Path:
 def _key(model: str, input_shape: tuple[int, ...]) -> str:
     import torch
 
-    return f"{model}|{'x'.join(map(str, input_shape))}|torch-{torch.__version__}|threads-{torch.get_num_threads()}"
+    return f"{model}|{'x'.join(map(str, input_shape))}|torch-{torch.__version__}|threads-{_server_threads()}"
+
+
+def _server_threads() -> int:
+    """The server runs the model on all of the machine's cores, whatever this process is limited
+    to (Ray sets ``OMP_NUM_THREADS=1`` in workers; a sweep trial holds one CPU)."""
+    return os.cpu_count() or 1
 
 
 def measure_server_latency(model: str, input_shape: tuple[int, ...] = (3, 224, 224), repeats: int = 5,
@@ -43,12 +50,17 @@ def measure_server_latency(model: str, input_shape: tuple[int, ...] = (3, 224, 2
     net = getattr(torchvision.models, model)(weights=None, **MODELS[model]).eval()
     x = torch.zeros(1, *input_shape)
     times = []
-    with torch.inference_mode():
-        net(x)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - t0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_server_threads())
+    try:
+        with torch.inference_mode():
+            net(x)  # warm-up
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                net(x)
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
     l0 = float(sorted(times)[len(times) // 2])
     cache[key] = l0
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from splitrl.envs.scenario import LyaPPOScenario, ScenarioError, make_scenario
 #: Worlds (``scenario.world``) and their non-learning baselines and algorithms.
 WORLDS = ("lyappo", "emh")
 BASELINES = ("Fix-Cov", "Random-Cov", "Local-only", "Edge-only", "Greedy-Cov")
-EMH_BASELINES = ("Local-only", "AgileNN", "Round-robin")
+EMH_BASELINES = ("Local-only", "AgileNN", "Round-robin", "CSI-sharing")
 WORLD_BASELINES = {"lyappo": BASELINES, "emh": EMH_BASELINES}
 WORLD_ALGORITHMS = {"lyappo": ("lyappo", "ppo", "ddpg-cov"), "emh": ("emh-ppo", "mahppo", "h-ppo")}
 

@@ -11,7 +11,9 @@ Algorithms (``algorithm.name``; the world is ``scenario.world: emh``):
 Non-learning baselines: ``Local-only`` (whole model on the device, ``W = W_max``),
 ``AgileNN`` (a fixed feature split: half the MACs on the device, half of the raw input's bits
 sent; channel ``n mod C``, server ``n mod M``, a fixed power -- ``docs/assumptions.md``) and
-``Round-robin`` (a coordinated reference schedule in which no two transmitters share a channel).
+``Round-robin`` (a coordinated reference schedule in which no two transmitters share a channel) and
+``CSI-sharing`` (every device offloads; co-channel devices arrive at equal received power, which
+needs the window's gains -- a reference for what channel state information buys).
 
 Comparison metrics (``compare --json``): ``latency`` -- total inference latency of an episode in s
 (sum over windows of the slowest device's time, the paper's "total inference latency"),
@@ -30,6 +32,7 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from splitrl.envs.emh import EMHWorld, agent_ids, encode_decisions, make_emh_scenario
+from splitrl.envs.emh_physics import path_gain
 from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _step, split_joint
 
 EPISODE_METRICS = ("latency", "energy", "waiting", "return", "device_share")
@@ -218,8 +221,37 @@ class RoundRobin(EMHPolicy):
                                 self.power_frac * s.p_limit_w)
 
 
+class CSISharing(EMHPolicy):
+    """A hand-made schedule that uses the window's gains (a reference, not from the paper): every
+    device sends the raw input (``s = 1``); at task position ``x`` (``time``: slot ``t``) device
+    ``n`` has rank ``r = (n + x) mod N`` and uses channel ``r mod C`` and server ``r mod M``; on
+    each channel the device with the weakest gain sends at ``power_frac * P_limit`` and the others
+    at the power that makes their received power equal to it (eq. 1: SINR 1 for a pair)."""
+
+    name = "CSI-sharing"
+
+    def __init__(self, power_frac: float = 0.2):
+        self.power_frac = power_frac
+
+    def act(self, world, obs):
+        s = world.scenario
+        N = s.num_devices
+        x = np.arange(s.max_window)[None, :] if s.mdp == "task" else np.array([[world.steps]])
+        r = (np.arange(N)[:, None] + x) % N                                   # (N, X)
+        channel, server = r % s.num_channels, r % s.num_servers
+        gain = path_gain(world.distance, world.shadow_db, ref_distance_m=s.ref_distance_m,
+                         exponent=s.path_loss_exponent)[:, None]
+        same = channel[:, None, :] == channel[None, :, :]                     # (N, N, X)
+        weakest = np.where(same, gain[None, :, :], np.inf).min(axis=1)        # per device and position
+        power = self.power_frac * s.p_limit_w * weakest / gain
+        if s.mdp == "time":
+            channel, server, power = channel[:, 0], server[:, 0], power[:, 0]
+        window = s.max_window if s.mdp == "task" else None
+        return encode_decisions(world, window, 0, channel, server, power)
+
+
 def make_emh_baselines(evaluation: dict) -> list[EMHPolicy]:
-    table = {"Local-only": LocalOnly, "AgileNN": AgileNN, "Round-robin": RoundRobin}
+    table = {"Local-only": LocalOnly, "AgileNN": AgileNN, "Round-robin": RoundRobin, "CSI-sharing": CSISharing}
     return [table[name]() for name in evaluation["baselines"]]
 
 

@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocators.py
 	$(BIN)/python benchmarks/bench_env.py
 	$(BIN)/python benchmarks/bench_emh.py
+	$(BIN)/python benchmarks/bound_emh.py
 	$(BIN)/python benchmarks/bench_scaling.py
 
 clean:

@@ -244,3 +244,40 @@ def test_reference_schedules_coordinate_channels_as_documented():
         rate = uplink_rates(cs["power"][:, x], g[:, 0], ch, bandwidth_hz=1e6, noise_w=1e-9)
         assert rate[shared] == pytest.approx(rate[shared][0], rel=1e-6)  # equal SINR, just under 1
         assert rate[shared][0] < 1e6 < rate[~shared][0]
+
+
+def test_points_off_the_pareto_front_never_lower_latency_or_energy():
+    w = world(feature_bits_per_element=32.0)  # float32 features: a richer front
+    front = w.pareto_points()
+    share, bits = w.share[:w.num_points], w.tx_bits[:w.num_points]
+    assert front[0] == 0 and front[-1] == w.num_points - 1  # raw input and fully local
+    assert all(np.diff(share[front]) > 0) and all(np.diff(bits[front]) < 0)
+    rng = np.random.default_rng(5)
+    w.reset(rng)
+    N, X = w.scenario.num_devices, 400
+    point = rng.integers(0, w.num_points, (N, X))
+    channel = rng.integers(0, w.scenario.num_channels, (N, X))
+    server = rng.integers(0, w.scenario.num_servers, (N, X))
+    power = rng.uniform(0.01, 1.0, (N, X))
+    active = np.ones((N, X), dtype=bool)
+    # every point replaced by a front point that matches or beats it in share and bits
+    dominating = np.array([next(j for j in front if share[j] <= share[i] and bits[j] <= bits[i])
+                           for i in range(w.num_points)])
+    lat, energy, _ = w._tasks(point, channel, server, power, active)
+    lat2, energy2, _ = w._tasks(dominating[point], channel, server, power, active)
+    # a dominating point keeps the device sending (bits > 0) and using a server (share < 1)
+    # wherever the original did, so nobody's interference or server load changes
+    assert np.all(lat2 <= lat + 1e-12) and np.all(energy2 <= energy + 1e-15)
+    assert lat2.sum() < lat.sum() and energy2.sum() < energy.sum()
+
+
+@pytest.mark.parametrize("model", ["resnet50", "mobilenet_v2"])
+def test_operator_cuts_add_no_front_point_over_the_layer_chain(model):
+    """docs/results.md: with transfers proportional to tensor sizes, every operator-grained cut
+    is matched or beaten in (share, bits) by a layer-chain cut -- a cut inside a block sends the
+    block's input (the skip path) plus more -- so vertical partitioning reaches the same optimum."""
+    fronts = {}
+    for part in ("operator", "vertical"):
+        w = world(model=model, partitioning=part)
+        fronts[part] = {(float(w.share[i]), float(w.tx_bits[i])) for i in w.pareto_points()}
+    assert fronts["operator"] == fronts["vertical"] and len(fronts["vertical"]) >= 3

@@ -193,6 +193,19 @@ class EMHWorld:
         energy = p * t_tx + s.energy_per_mmac_j * share * self.total_macs / 1e6
         return latency + s.energy_weight / s.num_devices * energy
 
+    def pareto_points(self) -> list[int]:
+        """0-based indices of the real points on the Pareto front of (device MAC share, bits
+        sent), one per distinct pair, ordered by share.  A task's latency and energy depend on
+        its point only through that pair, increasingly in both (eqs. 2-3 with ``local_factor``
+        above the server load), so a point off the front never helps."""
+        share = self.share[:self.num_points]
+        bits = self.tx_bits[:self.num_points]
+        keep: dict[tuple[float, float], int] = {}
+        for i, (a, b) in enumerate(zip(share, bits)):
+            if not np.any((share <= a) & (bits <= b) & ((share < a) | (bits < b))):
+                keep.setdefault((float(a), float(b)), i)
+        return [keep[k] for k in sorted(keep)]
+
     def add_virtual_point(self, name: str, share: float, tx_bits: float) -> int:
         """Append a point that is not a cut of the model (e.g. AgileNN's feature split) for
         hand-written policies; agents' action spaces keep the ``num_points`` real ones.

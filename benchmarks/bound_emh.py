@@ -4,19 +4,19 @@ Not a speed benchmark: two analyses behind docs/results.md ("What this world all
 and written to benchmarks/out/emh_bound.json.
 
 1. **Latency bound for equal windows.**  If every device gets the same window size (so all are
-   active at every position, as in the reference schedules), in a task window the x-th tasks of all devices run side by side and the
-   window lasts ``max_n sum_x L_{n,x} >= (1/N) sum_n sum_x L_{n,x}``, so an episode's total
+   active at every position, as in the reference schedules), in a task window the x-th tasks of
+   all devices run side by side and the window lasts ``max_n sum_x L_{n,x} >= (1/N) sum_n sum_x L_{n,x}``, so an episode's total
    latency is at least ``tasks per device x E[min over joint decisions of the devices' mean
    per-task latency]``, the minimum taken for each window's own gains (an oracle that knows
    them).  The joint decisions are searched exhaustively: every device's partition point on the
    Pareto front of (device MAC share, bits sent) -- no other point can lower latency -- every
    channel, every server, and transmit powers on a log grid of ``--powers`` levels in
    [p_floor * P_limit, P_limit].  The expectation is over ``--draws`` shadowing draws at the test
-   distance.  No equal-window policy restricted to the power grid can do better in expectation; a finer grid
-   changes the figure by what the JSON reports as ``grid_refinement_change`` (a twice finer grid
+   distance.  No equal-window policy restricted to the power grid can do better in expectation;
+   a finer grid changes the figure by what the JSON reports as ``grid_refinement_change`` (a twice finer grid
    on the first tenth of the same draws).  Unequal windows escape it: positions where fewer
    devices are active see less contention, and the script also runs such a hand schedule
-   (:func:`staggered_schedule`), which beats the equal-window bound.
+   (:class:`StaggeredWindows`), which beats the equal-window bound.
 2. **Partition fronts.**  A task's latency and energy depend on its partition point only through
    (device MAC share, bits sent), so a point that another point matches or beats in both can
    never help.  For ResNet-50, GoogLeNet and MobileNetV2 the script lists the Pareto fronts of
@@ -34,9 +34,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from splitrl.envs.emh import EMHWorld, make_emh_scenario
+from splitrl.envs.emh import EMHWorld, encode_decisions, make_emh_scenario
+from splitrl.envs.emh_physics import path_gain
+from splitrl.platform.config import parse_set
+from splitrl.platform.emh import EMHPolicy, evaluate_emh_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,38 +79,43 @@ def latency_bound(overrides: dict, *, draws: int, levels: int, seed: int) -> dic
             "pareto_points": [i + 1 for i in world.pareto_points()], "power_levels": levels, "draws": draws}
 
 
-def staggered_schedule(overrides: dict, *, episodes: int = 5, seed: int = 10000) -> dict:
-    """Total latency of a hand schedule with *unequal* windows, which the bound above does not
-    cover: windows of (5, 5, 1) tasks, the small one rotating over the devices; the two full-window
-    devices each on a channel and server of their own at full power, the third on the second
-    channel and server with equal received power.  (N = 3, M = C = 2 only.)"""
-    from splitrl.envs.emh_physics import path_gain
+class StaggeredWindows(EMHPolicy):
+    """A hand schedule with *unequal* windows, which the bound above does not cover: windows of
+    (W_max, W_max, 1) tasks, the single-task device rotating; the two full-window devices each on a
+    channel and server of their own at full power, the third on the second channel and server with
+    equal received power.  (N = 3, M = C = 2 only.)"""
 
-    totals, energy = [], []
-    for e in range(episodes):
-        world = EMHWorld(make_emh_scenario(overrides))
+    name = "Staggered windows"
+
+    def reset(self, world, seed):
+        super().reset(world, seed)
+        self.window_index = 0
+
+    def act(self, world, obs):
         s = world.scenario
-        N, W_max = s.num_devices, s.max_window
-        world.reset(np.random.default_rng(seed + e))
-        T = E = 0.0
-        k = 0
-        while not world.done:
-            g = path_gain(world.distance, world.shadow_db, ref_distance_m=s.ref_distance_m, exponent=s.path_loss_exponent)
-            a, b, c = np.roll(np.arange(N), k)
-            W = np.full(N, W_max)
-            W[c] = 1
-            zeros = np.zeros((N, W_max), dtype=int)
-            channel, server, power = zeros.copy(), zeros.copy(), np.full((N, W_max), s.p_limit_w)
-            channel[[b, c]] = server[[b, c]] = 1
-            weak, strong = (b, c) if g[b] < g[c] else (c, b)
-            power[strong, 0] = s.p_limit_w * g[weak] / g[strong]  # equal received power where they share
-            out = world.step_window(W, zeros, channel, server, power)
-            T, E, k = T + out["time_s"], E + out["energy_j"], k + 1
-        totals.append(T)
-        energy.append(E / (N * s.fixed_tasks))
-    local = s.fixed_tasks * s.local_factor * world.l0
-    return {"latency_s": float(np.mean(totals)), "vs_local": float(np.mean(totals)) / local - 1.0,
-            "energy_j_per_task": float(np.mean(energy))}
+        a, b, c = np.roll(np.arange(s.num_devices), self.window_index)
+        self.window_index += 1
+        window = np.full(s.num_devices, s.max_window)
+        window[c] = 1
+        channel = np.zeros((s.num_devices, s.max_window), dtype=int)
+        channel[[b, c]] = 1
+        power = np.full(channel.shape, s.p_limit_w)
+        g = path_gain(world.distance, world.shadow_db, ref_distance_m=s.ref_distance_m, exponent=s.path_loss_exponent)
+        weak, strong = (b, c) if g[b] < g[c] else (c, b)
+        power[strong, 0] = s.p_limit_w * g[weak] / g[strong]  # equal received power where they share
+        server = channel  # the full-window devices on servers 0 and 1, the single task with the second
+        return encode_decisions(world, window, 0, channel, server, power)
+
+
+def staggered_schedule(overrides: dict, *, episodes: int = 5, seed: int = 10000) -> dict:
+    """:class:`StaggeredWindows` on ``episodes`` seeded episodes (compare's evaluation loop)."""
+    evaluation = {"episodes": episodes, "seed": seed, "fixed_tasks": overrides["fixed_tasks"],
+                  "fixed_distance_m": overrides["fixed_distance_m"]}
+    m = evaluate_emh_policy(StaggeredWindows(), overrides, evaluation)
+    world = EMHWorld(make_emh_scenario(overrides))
+    local = overrides["fixed_tasks"] * world.scenario.local_factor * world.l0
+    return {"latency_s": m["latency"], "vs_local": m["latency"] / local - 1.0, "energy_j_per_task": m["energy"],
+            "reward": m["reward"]}
 
 
 def fronts(overrides: dict, models=("resnet50", "googlenet", "mobilenet_v2")) -> dict:
@@ -138,8 +145,8 @@ def main() -> None:
     args = ap.parse_args()
     overrides = {"l0_s": args.l0, "fixed_tasks": 50, "fixed_distance_m": 50.0}
     for kv in args.set:
-        key, _, value = kv.partition("=")
-        overrides[key] = yaml.safe_load(value)
+        key, value = parse_set(kv)
+        overrides[key] = value
     bound = latency_bound(overrides, draws=args.draws, levels=args.powers, seed=args.seed)
     # the same seed gives the same shadowing draws: compare a twice finer grid on the first ones
     check = max(2, args.draws // 10)
@@ -148,7 +155,7 @@ def main() -> None:
     bound["grid_refinement_draws"] = check
     del bound["per_draw_s"]
     stagger = staggered_schedule(overrides)
-    result = {"scenario": overrides, "bound": bound, "staggered_schedule": stagger, "fronts": fronts({k: v for k, v in overrides.items()})}
+    result = {"scenario": overrides, "bound": bound, "staggered_schedule": stagger, "fronts": fronts(overrides)}
     b = bound
     print(f"latency bound at {overrides['fixed_tasks']} tasks, {overrides['fixed_distance_m']} m: "
           f"{b['latency_bound_s']:.3f} s (+- {b['stderr_s']:.3f}) vs Local-only {b['local_only_s']:.3f} s: "
@@ -156,7 +163,7 @@ def main() -> None:
           f"{b['joint_decisions']:,} joint decisions, {b['power_levels']} power levels, {b['draws']} draws; "
           f"{2 * b['power_levels']} levels on {b['grid_refinement_draws']} draws: {100 * b['grid_refinement_change']:+.2f} %)")
     print(f"staggered (5, 5, 1) windows, a hand schedule outside the bound's scope: {stagger['latency_s']:.3f} s "
-          f"({100 * stagger['vs_local']:+.1f} %), {stagger['energy_j_per_task']:.4f} J/task")
+          f"({100 * stagger['vs_local']:+.1f} %), {stagger['energy_j_per_task']:.4f} J/task, reward {stagger['reward']:.2f}")
     for model, f in result["fronts"].items():
         front = ", ".join(f"({p['device_share']:.4f}, {p['tx_kB']:.1f} kB)" for p in f["front"])
         print(f"{model}: {f['operator_points']} operator / {f['vertical_points']} vertical points; "

@@ -281,3 +281,39 @@ def test_operator_cuts_add_no_front_point_over_the_layer_chain(model):
         w = world(model=model, partitioning=part)
         fronts[part] = {(float(w.share[i]), float(w.tx_bits[i])) for i in w.pareto_points()}
     assert fronts["operator"] == fronts["vertical"] and len(fronts["vertical"]) >= 3
+
+
+def test_action_gates_mark_exactly_the_entries_that_do_not_act():
+    """An entry gated off (slot x >= W) can take any value without changing the window's outcome;
+    every entry the gates keep changes it (H-PPO's joint action; per agent it is one block)."""
+    from splitrl.envs.emh import action_gates
+
+    joint = EMHJointEnv({**BASE, "fixed_tasks": 20})
+    s, N = joint.scenario, 3
+    gates = action_gates(s, N)
+    nd = len(joint.nvec)
+    assert len(gates["discrete"]) == nd and len(gates["continuous"]) == joint.num_continuous
+    assert action_gates(make_emh_scenario({**BASE, "mdp": "time"})) is None
+    rng = np.random.default_rng(3)
+
+    def outcome(a, seed=9):
+        joint.reset(seed=seed)
+        info = joint.world.step_window(**decode_actions(joint.world, joint.split(a)))
+        return info["time_s"], info["energy_j"], info["reward"]
+
+    a = np.concatenate([rng.integers(0, joint.nvec), rng.normal(0, 2, joint.num_continuous)]).astype(float)
+    block = nd // N
+    a[[n * block + 1 + 3 * x for n in range(N) for x in range(s.max_window)]] = 0  # offload the raw input
+    a[[n * block for n in range(N)]] = [3, 3, 0]   # windows W = 4, 4, 1: an active task never runs alone
+    base = outcome(a)
+    for i in range(len(a)):
+        g = gates["discrete"][i] if i < nd else gates["continuous"][i - nd]
+        if g is None:
+            continue                                            # window entries: they act
+        active = a[g[0]] >= g[1]
+        changed = []
+        for v in ([(a[i] + k) % joint.nvec[i] for k in (1, 2)] if i < nd else [a[i] + 3.0, a[i] - 3.0]):
+            b = a.copy()
+            b[i] = v
+            changed.append(outcome(b) != base)
+        assert any(changed) == active, (i, g, active)

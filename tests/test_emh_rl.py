@@ -67,6 +67,27 @@ def test_initial_point_prior_follows_nominal_cost():
     np.testing.assert_allclose(first_point - first_point[0], -(cost - cost[0]) / 0.3, atol=0.3)
 
 
+@pytest.mark.parametrize("name", ["emh-ppo", "h-ppo"])
+def test_initial_window_prior_favours_full_windows_and_gates_are_wired(name):
+    from splitrl.platform.emh import module_spec
+
+    for logit, gated in ((2.0, True), (None, False)):
+        cfg = _cfg(name)
+        cfg["algorithm"].update(window_prior_logit=logit, slot_masking=gated)
+        module = module_spec(cfg).build()
+        sub = module if name == "h-ppo" else module["md_0"]
+        with torch.no_grad():
+            out = sub.forward_inference({"obs": torch.zeros(1, 9)})
+        dist = sub.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
+        block = 16  # per device: window size, then (point, channel, server) for 5 task slots
+        windows = [0] if name == "emh-ppo" else [0, block, 2 * block]
+        for j in windows:
+            p = torch.softmax(dist._cats[j].logits, -1)[0].numpy()
+            want = np.exp(logit or 0.0) / (np.exp(logit or 0.0) + 4)
+            assert p[-1] == pytest.approx(want, abs=0.03), (j, p)
+        assert bool(type(dist).gates_discrete) == gated
+
+
 def test_one_training_step_updates_the_shared_encoder_once(ray_local):
     from splitrl.platform.emh import build_algo_config
 

@@ -91,3 +91,63 @@ def test_ddpg_module_actor_loss_leaves_critic_alone():
     assert not out["q_target_next"].requires_grad
     pairs = m.get_target_network_pairs()
     assert [type(a) for a, _ in pairs] == [type(b) for _, b in pairs]
+
+
+# a window size W in {1, 2, 3} (entry 0 = W - 1), then one categorical and one real per task slot
+GNVEC = [3, 4, 4, 4]
+GATES = {"discrete": [None, [0, 0], [0, 1], [0, 2]], "continuous": [[0, 0], [0, 1], [0, 2]]}
+
+
+def _gated(B, seed):
+    g = torch.Generator().manual_seed(seed)
+    cls = hybrid_dist_cls(GNVEC, 3, GATES)
+    return cls, cls.from_logits(torch.randn(B, sum(GNVEC) + 6, generator=g))
+
+
+def test_gated_logp_counts_only_the_slots_the_window_uses():
+    _, dist = _gated(6, 0)
+    torch.manual_seed(2)
+    a = dist.sample()
+    a[:, 0] = torch.tensor([0, 1, 2, 0, 1, 2], dtype=a.dtype)
+    lp = dist.logp(a)
+    cats = [c.logp(a[:, i].long()) for i, c in enumerate(dist._cats)]
+    normals = dist._normal.log_prob(a[:, 4:])
+    for b in range(6):
+        w = int(a[b, 0]) + 1
+        manual = cats[0][b] + sum(cats[1 + x][b] + normals[b, x] for x in range(w))
+        torch.testing.assert_close(lp[b], manual)
+    # changing a slot the window does not use leaves the log-prob alone; a used slot changes it
+    b = 0  # W = 1
+    other = a.clone()
+    other[b, 2], other[b, 5] = (other[b, 2] + 1) % 4, other[b, 5] + 3.0
+    torch.testing.assert_close(dist.logp(other)[b], lp[b])
+    other[b, 1] = (other[b, 1] + 1) % 4
+    assert not torch.isclose(dist.logp(other)[b], lp[b])
+
+
+def test_gated_entropy_and_kl_are_expectations_of_the_gated_logp():
+    # H = E[-log p(a)], KL(p||q) = E_p[log p(a) - log q(a)] over the effective action: Monte Carlo
+    _, p = _gated(1, 3)
+    _, q = _gated(1, 4)
+    n = 200_000
+    expand = lambda d: type(d).from_logits(  # noqa: E731
+        torch.cat([torch.cat([c.logits for c in d._cats], -1), d._normal.mean, d._normal.stddev.log()], -1)
+        .expand(n, -1))
+    P, Q = expand(p), expand(q)
+    torch.manual_seed(5)
+    a = P.sample()
+    lp, lq = P.logp(a), Q.logp(a)
+    se = lp.std() / n ** 0.5
+    assert abs(float(-lp.mean() - p.entropy()[0])) < 4 * se
+    assert abs(float((lp - lq).mean() - p.kl(q)[0])) < 4 * (lp - lq).std() / n ** 0.5
+    # and the gated entropy is below the ungated one (unused slots no longer count)
+    full = hybrid_dist_cls(GNVEC, 3).from_logits(
+        torch.cat([torch.cat([c.logits for c in p._cats], -1), p._normal.mean, p._normal.stddev.log()], -1))
+    assert float(p.entropy()[0]) < float(full.entropy()[0])
+
+
+def test_gates_must_name_an_ungated_window_entry():
+    with pytest.raises(ValueError, match="ungated discrete entry"):
+        hybrid_dist_cls(GNVEC, 3, {"discrete": [None, [1, 0], [0, 1], [0, 2]], "continuous": [[0, 0]] * 3})
+    with pytest.raises(ValueError, match="expected 4 discrete and 3 continuous"):
+        hybrid_dist_cls(GNVEC, 3, {"discrete": [None], "continuous": []})

@@ -358,6 +358,22 @@ def agent_num_continuous(s: EMHScenario) -> int:
     return 1 if s.mdp == "time" else s.max_window
 
 
+def action_gates(s: EMHScenario, num_devices: int = 1) -> dict | None:
+    """Which action entries act (:func:`splitrl.rl_modules.distributions.hybrid_dist_cls`): in a
+    task window, the decisions of task slot ``x`` act only when the device's window size ``W > x``
+    (entry ``W - 1 >= x``).  ``num_devices`` > 1: the joint action of :func:`split_joint` (every
+    device's discrete entries, then every device's continuous ones).  ``None`` for ``time``."""
+    if s.mdp == "time":
+        return None
+    d = 1 + 3 * s.max_window
+    discrete: list = []
+    continuous: list = []
+    for n in range(num_devices):
+        discrete += [None] + [[n * d, x] for x in range(s.max_window) for _ in range(3)]
+        continuous += [[n * d, x] for x in range(s.max_window)]
+    return {"discrete": discrete, "continuous": continuous}
+
+
 def agent_action_space(s: EMHScenario, num_points: int) -> gym.spaces.Box:
     n = len(agent_nvec(s, num_points)) + agent_num_continuous(s)
     return gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)

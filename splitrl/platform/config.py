@@ -61,6 +61,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "reward_scale": 0.01,        # rewards seen by the learner are multiplied by this
         "point_prior_temperature": None,  # EMH world: initial partition-point logits -cost_nominal/T
                                      # (Boltzmann prior over a nominal per-task eq. 8 cost); null: uniform
+        "window_prior_logit": None,  # EMH task MDP: added to the initial logit of W = W_max (null: none)
+        "slot_masking": False,       # EMH task MDP: task slots beyond the chosen window size are left
+                                     # out of the log-probs, entropy and KL (they do not act)
         "reward_clip": None,         # EMH world: costs above this are compressed logarithmically for
                                      # the learner, -c log(1 + cost/c) (null: raw reward)
         "train_batch_size": 4000,    # env steps (periods) per training iteration
@@ -115,7 +118,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 EMH_ALGORITHM_DEFAULTS: dict[str, Any] = {
     "hidden": [256, 128, 64], "activation": "relu", "lr": 1.0e-4, "gamma": 0.95, "train_batch_size": 2048,
     "minibatch_size": 256, "reward_scale": 0.1, "reward_clip": 20.0, "point_prior_temperature": 0.3,
-    "grad_clip": None,
+    "grad_clip": None, "window_prior_logit": 2.0, "slot_masking": True,
 }
 
 
@@ -158,9 +161,9 @@ def _check_int(key, value, minimum=None):
     return value
 
 
-_NULLABLE = {("algorithm", "point_prior_temperature"), ("algorithm", "grad_clip"), ("algorithm", "reward_clip"), ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
+_NULLABLE = {("algorithm", "point_prior_temperature"), ("algorithm", "window_prior_logit"), ("algorithm", "grad_clip"), ("algorithm", "reward_clip"), ("stop", "iterations"), ("stop", "env_steps"), ("stop", "time_s"), ("tracking", "mlflow_uri"), ("tracking", "run_name"),
              ("resources", "num_cpus")}
-_NULLABLE_TYPES = {("algorithm", "point_prior_temperature"): float, ("algorithm", "grad_clip"): float, ("algorithm", "reward_clip"): float, ("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
+_NULLABLE_TYPES = {("algorithm", "point_prior_temperature"): float, ("algorithm", "window_prior_logit"): float, ("algorithm", "grad_clip"): float, ("algorithm", "reward_clip"): float, ("stop", "iterations"): int, ("stop", "env_steps"): int, ("stop", "time_s"): float, ("tracking", "mlflow_uri"): str,
                    ("tracking", "run_name"): str, ("resources", "num_cpus"): int}
 _POSITIVE = {("algorithm", k) for k in ("lr", "gamma", "clip", "train_batch_size", "minibatch_size", "num_epochs",
                                          "actor_lr", "critic_lr", "tau", "buffer_size", "ddpg_batch_size",

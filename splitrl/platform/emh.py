@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from splitrl.envs.emh import EMHWorld, agent_ids, encode_decisions, make_emh_scenario
+from splitrl.envs.emh import EMHWorld, action_gates, agent_ids, agent_nvec, encode_decisions, make_emh_scenario
 from splitrl.envs.emh_physics import path_gain
 from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _step, split_joint
 
@@ -73,17 +73,29 @@ def env_config(cfg: dict) -> dict:
     return out
 
 
-def point_prior(nvec: list[int], world: EMHWorld, temperature_s: float | None) -> list[float] | None:
-    """Initial logit bias of every partition-point branch (the branches with ``num_points``
-    categories): ``-cost_nominal(s) / T``, a Boltzmann prior over each point's nominal per-task
-    cost (:meth:`EMHWorld.nominal_cost`); ``None`` (uniform) without a temperature."""
-    if temperature_s is None:
+def point_prior(nvec: list[int], world: EMHWorld, temperature_s: float | None,
+                window_logit: float | None = None) -> list[float] | None:
+    """Initial logit bias of the discrete branches.  Every partition-point branch (the branches
+    with ``num_points`` categories): ``-cost_nominal(s) / T``, a Boltzmann prior over each point's
+    nominal per-task cost (:meth:`EMHWorld.nominal_cost`); ``None`` temperature: uniform.  Every
+    window-size branch (task MDP; the first entry of each device's block): ``window_logit`` added
+    to ``W = W_max``.  ``None`` when neither is set."""
+    if temperature_s is None and not window_logit:
         return None
-    lat = world.nominal_cost()
-    prior = -(lat - lat.min()) / temperature_s
+    s = world.scenario
+    prior = None
+    if temperature_s is not None:
+        cost = world.nominal_cost()
+        prior = list(-(cost - cost.min()) / temperature_s)
+    block = len(agent_nvec(s, world.num_points))
     bias: list[float] = []
-    for n in nvec:
-        bias += list(prior) if n == world.num_points else [0.0] * n
+    for i, n in enumerate(nvec):
+        if s.mdp == "task" and i % block == 0:        # a device's window size
+            bias += [0.0] * (n - 1) + [float(window_logit or 0.0)]
+        elif n == world.num_points and prior is not None:
+            bias += prior
+        else:
+            bias += [0.0] * n
     return bias
 
 
@@ -100,15 +112,18 @@ def module_spec(cfg: dict):
                             action_space=env.action_space,
                             model_config={"hidden": alg["hidden"], "activation": alg["activation"],
                                           "discrete_nvec": env.nvec,
-                                          "init_bias": point_prior(env.nvec, env.world,
-                                                                   alg["point_prior_temperature"])})
+                                          "action_gates": action_gates(env.scenario, env.scenario.num_devices)
+                                          if alg["slot_masking"] else None,
+                                          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"],
+                                                                   alg["window_prior_logit"])})
     from splitrl.rl_modules.emh import EMHAgentModule, EMHMultiRLModule
 
     env = EMHMultiAgentEnv(env_config(cfg))
     sc = env.scenario
     mc = {"discrete_nvec": env.nvec, "embed": alg["embed"], "head": alg["hidden"], "critic": alg["hidden"],
           "value_outputs": 1 if sc.mdp == "time" else sc.max_window, "share_encoder": alg["name"] == "emh-ppo",
-          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"])}
+          "action_gates": action_gates(sc) if alg["slot_masking"] else None,
+          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"], alg["window_prior_logit"])}
     specs = {aid: RLModuleSpec(module_class=EMHAgentModule, observation_space=env.observation_spaces[aid],
                                action_space=env.action_spaces[aid], model_config=dict(mc))
              for aid in env.possible_agents}

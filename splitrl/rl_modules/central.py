@@ -57,7 +57,7 @@ class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
         elif isinstance(space, gym.spaces.Box) and "discrete_nvec" in cfg:
             self.nvec = [int(n) for n in cfg["discrete_nvec"]]
             self.num_continuous = int(np.prod(space.shape)) - len(self.nvec)
-            self.action_dist_cls = hybrid_dist_cls(self.nvec, self.num_continuous)
+            self.action_dist_cls = hybrid_dist_cls(self.nvec, self.num_continuous, cfg.get("action_gates"))
         else:
             raise ValueError(f"CentralPPOModule: unsupported action space {space}")
         out = sum(self.nvec) + self.num_continuous

@@ -58,7 +58,8 @@ class EMHAgentModule(TorchRLModule, ValueFunctionAPI):
 
     ``model_config``: ``discrete_nvec`` (categories of the flat action's discrete entries),
     ``value_outputs`` (per-task values, ``W_max``), optional ``embed``/``head``/``critic`` widths,
-    ``init_log_std`` and ``init_bias`` (added to the initial discrete logits).
+    ``init_log_std``, ``init_bias`` (added to the initial discrete logits) and ``action_gates``
+    (task slots beyond the chosen window left out of log-probs, entropy and KL).
     """
 
     def setup(self):
@@ -66,7 +67,7 @@ class EMHAgentModule(TorchRLModule, ValueFunctionAPI):
         obs_dim = int(np.prod(self.observation_space.shape))
         self.nvec = [int(n) for n in cfg["discrete_nvec"]]
         self.num_continuous = int(np.prod(self.action_space.shape)) - len(self.nvec)
-        self.action_dist_cls = hybrid_dist_cls(self.nvec, self.num_continuous)
+        self.action_dist_cls = hybrid_dist_cls(self.nvec, self.num_continuous, cfg.get("action_gates"))
         embed = list(cfg.get("embed", EMBED))
         head = list(cfg.get("head", HEAD))
         # the embedding ends in an activation: heads read GELU features

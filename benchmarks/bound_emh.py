@@ -67,8 +67,8 @@ def latency_bound(overrides: dict, *, draws: int, levels: int, seed: int) -> dic
     world.reset(rng)
     best = np.empty(draws)
     for k in range(draws):
-        world._draw_channel()
-        lat, _, _ = world._tasks(point, channel, server, power, active)
+        world.draw_channel()
+        lat, _, _ = world.evaluate_tasks(point, channel, server, power, active)
         best[k] = lat.mean(0).min()
     tasks = float(s.fixed_tasks)
     local = s.local_factor * world.l0

@@ -263,8 +263,8 @@ def test_points_off_the_pareto_front_never_lower_latency_or_energy():
     # every point replaced by a front point that matches or beats it in share and bits
     dominating = np.array([next(j for j in front if share[j] <= share[i] and bits[j] <= bits[i])
                            for i in range(w.num_points)])
-    lat, energy, _ = w._tasks(point, channel, server, power, active)
-    lat2, energy2, _ = w._tasks(dominating[point], channel, server, power, active)
+    lat, energy, _ = w.evaluate_tasks(point, channel, server, power, active)
+    lat2, energy2, _ = w.evaluate_tasks(dominating[point], channel, server, power, active)
     # a dominating point keeps the device sending (bits > 0) and using a server (share < 1)
     # wherever the original did, so nobody's interference or server load changes
     assert np.all(lat2 <= lat + 1e-12) and np.all(energy2 <= energy + 1e-15)

@@ -218,7 +218,9 @@ class EMHWorld:
         return self._virtual[name]
 
     # ---- state -------------------------------------------------------------------------------
-    def _draw_channel(self) -> None:
+    def draw_channel(self) -> None:
+        """Redraw the devices' distances and shadowing from the world's generator (user mobility;
+        done after every decision)."""
         s, N = self.scenario, self.scenario.num_devices
         if s.fixed_distance_m is not None:
             self.distance = np.full(N, float(s.fixed_distance_m))
@@ -237,7 +239,7 @@ class EMHWorld:
         self.busy = np.zeros(N)
         self.steps = 0
         self.totals = dict.fromkeys(TOTAL_KEYS, 0.0)
-        self._draw_channel()
+        self.draw_channel()
 
     @property
     def done(self) -> bool:
@@ -266,9 +268,11 @@ class EMHWorld:
         return max(10.0 * s.path_loss_exponent * np.log10(s.distance_max_m / s.ref_distance_m), 1.0)
 
     # ---- physics of a set of tasks run side by side ------------------------------------------
-    def _tasks(self, point, channel, server, power, active):
-        """Latency/energy of each device's task at each position, arrays ``(N, X)``: positions
-        are task indices within the window (``task``) or the slot's decision (``time``)."""
+    def evaluate_tasks(self, point, channel, server, power, active):
+        """Latency, energy and device MAC share of each device's task at each position, arrays
+        ``(N, X)``, on the current channel draw, without advancing the world: positions are task
+        indices within the window (``task``) or the slot's decision (``time``); ``point`` is
+        0-based, ``power`` in W, ``active`` marks the tasks that run (the others score 0)."""
         s = self.scenario
         share = self.share[point]
         bits = np.where(active, self.tx_bits[point], 0.0)
@@ -295,7 +299,7 @@ class EMHWorld:
         s = self.scenario
         W = np.minimum(np.clip(window, 1, s.max_window), self.remaining)
         active = np.arange(s.max_window)[None, :] < W[:, None]
-        lat, energy, share = self._tasks(point, channel, server, power, active)
+        lat, energy, share = self.evaluate_tasks(point, channel, server, power, active)
         per_device = lat.sum(1)
         T = float(per_device.max())
         had = W > 0
@@ -306,7 +310,7 @@ class EMHWorld:
         reward = -((T + s.waiting_weight * wait) / w_mean + s.energy_weight / s.num_devices * E / w_mean)
         self.remaining = self.remaining - W
         self.steps += 1
-        self._draw_channel()
+        self.draw_channel()
         tasks = int(W.sum())
         return {"reward": reward, "time_s": T, "energy_j": E, "tasks": tasks, "idle_s": float(idle.sum()),
                 "device_share": float(share.sum() / max(tasks, 1)), "window": w_mean}
@@ -319,7 +323,7 @@ class EMHWorld:
         busy_before = (self.remaining > 0) | (self.busy > 0)
         # the decision's latency/energy per task, with every device that starts tasks this slot active
         starts = (self.remaining > 0) & (self.busy < tau)
-        lat, energy, share = self._tasks(point[:, None], channel[:, None], server[:, None], power[:, None],
+        lat, energy, share = self.evaluate_tasks(point[:, None], channel[:, None], server[:, None], power[:, None],
                                          starts[:, None])
         lat, energy, share = lat[:, 0], energy[:, 0], share[:, 0]
         t = self.busy.copy()
@@ -339,7 +343,7 @@ class EMHWorld:
         all_done = self.remaining.sum() == 0 and not (self.busy > 0).any()
         elapsed = float(finish.max()) if all_done else tau
         reward = -(tau * float(busy_before.any()) + s.energy_weight / N * E)
-        self._draw_channel()
+        self.draw_channel()
         tasks = int(started.sum())
         return {"reward": reward, "time_s": elapsed if busy_before.any() else 0.0, "energy_j": E, "tasks": tasks,
                 "idle_s": 0.0, "device_share": float((share * started).sum() / max(tasks, 1)), "window": float(started.mean())}

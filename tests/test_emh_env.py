@@ -166,6 +166,7 @@ def test_learner_reward_compression_is_monotone_and_linear_for_small_costs():
     ("model", "lenet", "unknown model"), ("p_floor", 2, "(0, 1]"), ("fixed_tasks", 0, ">= 1"),
     ("num_servrs", 2, "unknown key"), ("distance_min_m", 500, "distance_max_m"),
     ("observe_gain", "yes", "true or false"), ("feature_bits_per_element", 0, "> 0"),
+    ("queue_obs_cap", 0, "> 0 or null"), ("queue_obs_cap", "many", "queue_obs_cap"),
 ])
 def test_bad_scenario_values_name_the_key(key, value, fragment):
     with pytest.raises(ScenarioError) as err:
@@ -204,6 +205,19 @@ def test_the_state_holds_each_devices_gain_in_db_when_observed():
     blind.reset(np.random.default_rng(3))
     np.testing.assert_array_equal(blind.observation(), obs[:6])
     assert blind.obs_dim == 6 and w.obs_dim == 9
+
+
+def test_a_capped_queue_feature_gives_long_queues_the_state_of_the_cap():
+    obs = {}
+    for tasks in (20, 50, 200):
+        for cap in (None, 50):
+            w = world(fixed_tasks=tasks, queue_obs_cap=cap)
+            w.reset(np.random.default_rng(3))
+            obs[tasks, cap] = w.observation()
+    np.testing.assert_allclose(obs[200, None][:3], 200 / 50)             # X_n / task_mean
+    np.testing.assert_allclose(obs[20, 50][:3], 20 / 50)                 # min(X_n, cap) / cap
+    np.testing.assert_array_equal(obs[200, 50], obs[50, 50])             # 200 tasks look like 50
+    np.testing.assert_array_equal(obs[200, 50][3:], obs[200, None][3:])  # the rest of the state as before
 
 
 def test_infos_carry_the_episode_totals():

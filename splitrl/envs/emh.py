@@ -31,7 +31,8 @@ Two MDPs on this world (``scenario.mdp``):
     waiting penalty (as in the paper).
 
 Observations (every agent sees the global state ``S_k = (X_k, d_k)``, as the embedding network
-does): ``X_n / task_mean`` and ``d_n / distance_max_m`` for all devices, plus, for ``time``, each
+does): ``X_n / task_mean`` (``queue_obs_cap``: ``min(X_n, cap) / cap``) and ``d_n / distance_max_m``
+for all devices, the uplink gains in dB with ``observe_gain``, plus, for ``time``, each
 device's residual busy time in slots.  Actions of one device: one flat ``Box`` read as a hybrid
 action (:mod:`splitrl.rl_modules.distributions`): category indices first -- ``task``: ``W - 1``,
 then ``(s - 1, c, m)`` for each of the ``max_window`` task slots; ``time``: ``(s - 1, c, m)`` --
@@ -87,6 +88,7 @@ class EMHScenario:
     input_bits_per_element: float = 0.5    # raw input as sent: an encoded (JPEG-class) frame, 9.4 kB
     feature_bits_per_element: float = 8.0  # intermediate features as sent: 8-bit quantised
     observe_gain: bool = True              # the state also holds each device's uplink gain (CSI)
+    queue_obs_cap: float | None = None     # queue feature min(X_n, cap) / cap; null: X_n / task_mean
     max_steps: int = 100_000               # truncation (time-based MDP; windows always end)
 
     def table(self):
@@ -129,7 +131,7 @@ def make_emh_scenario(overrides: Mapping[str, Any] | None = None, *, resolve_l0:
     check_ranges(values, _INT1, _POS, _NONNEG)
     if values["p_floor"] > 1:
         raise ScenarioError("p_floor", f"must be in (0, 1] (a fraction of p_limit_w), got {values['p_floor']}")
-    for key, lo in (("fixed_tasks", 1), ("fixed_distance_m", None), ("l0_s", None)):
+    for key, lo in (("fixed_tasks", 1), ("fixed_distance_m", None), ("l0_s", None), ("queue_obs_cap", None)):
         if values[key] is not None:
             values[key] = _as_number(key, values[key], integer=key == "fixed_tasks")
             if values[key] < (lo or 0) or (lo is None and values[key] <= 0):
@@ -247,7 +249,11 @@ class EMHWorld:
 
     def observation(self) -> np.ndarray:
         s = self.scenario
-        parts = [self.remaining / s.task_mean, self.distance / s.distance_max_m]
+        if s.queue_obs_cap is None:
+            queue = self.remaining / s.task_mean
+        else:  # the same state for every queue longer than the cap: no count out of distribution
+            queue = np.minimum(self.remaining, s.queue_obs_cap) / s.queue_obs_cap
+        parts = [queue, self.distance / s.distance_max_m]
         if s.observe_gain:  # the window's gain in dB (path loss and shadowing), scaled to about [-1, 0]
             gain = path_gain(self.distance, self.shadow_db, ref_distance_m=s.ref_distance_m,
                              exponent=s.path_loss_exponent)

@@ -129,3 +129,25 @@ def test_baseline_agents_train_one_step(ray_local, name):
         assert np.isfinite(result["env_runners"]["energy"])
     finally:
         algo.stop()
+
+
+def test_a_trained_agent_is_compared_with_its_own_observation_keys():
+    """compare takes the physics from its config, but each agent observes the world as it was
+    trained to (queue cap, gains); an agent built without gains still runs beside one with them."""
+    from splitrl.platform.emh import TrainedEMHPolicy, evaluate_emh_policy, module_spec
+
+    cfg = _cfg("emh-ppo", observe_gain=False, queue_obs_cap=20)
+    seen = []
+
+    class Recording(TrainedEMHPolicy):
+        def act(self, world, obs):
+            seen.append(obs)
+            return super().act(world, obs)
+
+    policy = Recording(module_spec(cfg).build(), cfg, "EMH-PPO")
+    compare_scenario = {**cfg["scenario"], "observe_gain": True, "queue_obs_cap": None}
+    m = evaluate_emh_policy(policy, compare_scenario, {"episodes": 1, "seed": 0, "fixed_tasks": 50,
+                                                         "fixed_distance_m": 50.0})
+    assert m["tasks"] == 150
+    assert all(o.shape == (6,) for o in seen)                 # no gains, as trained
+    np.testing.assert_allclose(seen[0][:3], 1.0)             # 50 tasks under a cap of 20: full

@@ -270,6 +270,11 @@ def make_emh_baselines(evaluation: dict) -> list[EMHPolicy]:
     return [table[name]() for name in evaluation["baselines"]]
 
 
+#: scenario keys a trained agent brings to a comparison (``compare`` takes the rest, the physics,
+#: from its own config)
+POLICY_SCENARIO_KEYS = ("mdp", "partitioning", "slot_ms", "queue_obs_cap", "observe_gain")
+
+
 class TrainedEMHPolicy(EMHPolicy):
     """A trained EMH agent (multi-agent module or H-PPO's joint module), acting deterministically
     (mode of each categorical, mean power) on the scenario it was trained on."""
@@ -278,7 +283,9 @@ class TrainedEMHPolicy(EMHPolicy):
         self.module = module
         self.algorithm = cfg["algorithm"]["name"]
         self.name = name
-        self.scenario_overrides = {k: cfg["scenario"][k] for k in ("mdp", "partitioning", "slot_ms")}
+        # what the agent was built for: its MDP and action space, and how it observes the world
+        # (the observation keys change no physics, so every policy still meets the same world)
+        self.scenario_overrides = {k: cfg["scenario"][k] for k in POLICY_SCENARIO_KEYS if k in cfg["scenario"]}
 
     def _deterministic(self, sub, obs):
         import torch

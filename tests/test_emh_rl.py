@@ -151,3 +151,11 @@ def test_a_trained_agent_is_compared_with_its_own_observation_keys():
     assert m["tasks"] == 150
     assert all(o.shape == (6,) for o in seen)                 # no gains, as trained
     np.testing.assert_allclose(seen[0][:3], 1.0)             # 50 tasks under a cap of 20: full
+
+
+def test_policy_names_carry_the_agents_variant():
+    from splitrl.platform.config import policy_name
+
+    assert policy_name(_cfg("emh-ppo")) == "EMH-PPO"
+    assert policy_name(_cfg("h-ppo", partitioning="vertical")) == "H-PPO (vertical)"
+    assert policy_name(_cfg("emh-ppo", queue_obs_cap=50, observe_gain=False)) == "EMH-PPO (queue cap 50, no CSI)"

@@ -39,7 +39,9 @@ def _cmd_profile(args) -> int:
 
 
 #: Scenario keys a checkpoint may differ in from the compare config (variants of one world).
-_VARIANT_KEYS = ("episode_periods", "name", "mdp", "partitioning", "slot_ms")
+#: scenario keys in which a checkpoint may differ from the comparison's config: the agent's own
+#: variant (MDP, partitioning, how it observes the world), not the physics
+_VARIANT_KEYS = ("episode_periods", "name", "mdp", "partitioning", "slot_ms", "queue_obs_cap", "observe_gain")
 
 
 def _cmd_compare(args) -> int:

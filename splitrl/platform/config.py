@@ -31,12 +31,15 @@ ALGORITHM_NAMES = {"lyappo": "LyaPPO", "ppo": "PPO", "ddpg-cov": "DDPG-Cov", "em
 
 def policy_name(cfg: Mapping[str, Any]) -> str:
     """Display name of a trained agent: the algorithm's, with the EMH world's variant
-    (``EMH-PPO (time-based)``, ``EMH-PPO (vertical)``)."""
+    (``EMH-PPO (time-based)``, ``EMH-PPO (vertical)``, ``EMH-PPO (queue cap 50)``, ``... (no CSI)``)."""
     name = ALGORITHM_NAMES[cfg["algorithm"]["name"]]
     sc = cfg["scenario"]
     if sc.get("world") == "emh":
+        cap = sc.get("queue_obs_cap")
         variants = [v for v, on in (("time-based", sc.get("mdp") == "time"),
-                                    ("vertical", sc.get("partitioning") == "vertical")) if on]
+                                    ("vertical", sc.get("partitioning") == "vertical"),
+                                    (f"queue cap {cap:g}" if cap is not None else "", cap is not None),
+                                    ("no CSI", sc.get("observe_gain") is False)) if on]
         if variants:
             name += f" ({', '.join(variants)})"
     return name

@@ -120,8 +120,8 @@ def staggered_schedule(overrides: dict, *, local_single: bool = False, episodes:
     evaluation = {"episodes": episodes, "seed": seed, "fixed_tasks": overrides["fixed_tasks"],
                   "fixed_distance_m": overrides["fixed_distance_m"]}
     m = evaluate_emh_policy(StaggeredWindows(local_single), overrides, evaluation)
-    world = EMHWorld(make_emh_scenario(overrides))
-    local = overrides["fixed_tasks"] * world.scenario.local_factor * world.l0
+    sc = make_emh_scenario(overrides)
+    local = overrides["fixed_tasks"] * sc.local_factor * sc.resolved_l0()
     return {"latency_s": m["latency"], "vs_local": m["latency"] / local - 1.0, "energy_j_per_task": m["energy"],
             "reward": m["reward"]}
 

@@ -375,7 +375,7 @@ def action_gates(s: EMHScenario, num_devices: int = 1) -> dict | None:
     device's discrete entries, then every device's continuous ones).  ``None`` for ``time``."""
     if s.mdp == "time":
         return None
-    d = 1 + 3 * s.max_window
+    d = len(agent_nvec(s, 1))  # one device's discrete entries: W - 1, then (s, c, m) per slot
     discrete: list = []
     continuous: list = []
     for n in range(num_devices):

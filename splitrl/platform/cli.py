@@ -38,16 +38,14 @@ def _cmd_profile(args) -> int:
     return 0
 
 
-#: Scenario keys a checkpoint may differ in from the compare config (variants of one world).
-#: scenario keys in which a checkpoint may differ from the comparison's config: the agent's own
-#: variant (MDP, partitioning, how it observes the world), not the physics
-_VARIANT_KEYS = ("episode_periods", "name", "mdp", "partitioning", "slot_ms", "queue_obs_cap", "observe_gain")
-
 
 def _cmd_compare(args) -> int:
     from splitrl.platform.compare import write_json
-    from splitrl.platform.config import load_config
+    from splitrl.platform.config import POLICY_SCENARIO_KEYS, load_config
     from splitrl.platform.train import make_world_baselines, run_comparison
+
+    # a checkpoint may differ from the compare config in its own variant, not in the physics
+    variant_keys = ("episode_periods", "name") + POLICY_SCENARIO_KEYS
 
     sets = list(args.set or [])
     if args.episodes is not None:
@@ -61,7 +59,7 @@ def _cmd_compare(args) -> int:
         for path in args.checkpoint:
             ckpt = latest_checkpoint(path)
             theirs = checkpoint_config(ckpt)["scenario"]
-            diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in _VARIANT_KEYS]
+            diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in variant_keys]
             if diff:
                 raise _UserError(f"--checkpoint {path}: trained on a different scenario "
                                  f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'].get(diff[0])!r})")

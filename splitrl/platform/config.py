@@ -29,6 +29,11 @@ ALGORITHM_NAMES = {"lyappo": "LyaPPO", "ppo": "PPO", "ddpg-cov": "DDPG-Cov", "em
                    "mahppo": "MAHPPO", "h-ppo": "H-PPO"}
 
 
+#: EMH scenario keys a trained agent brings to a comparison: its MDP and action space and how it
+#: observes the world (``compare`` takes the rest, the physics, from its own config)
+POLICY_SCENARIO_KEYS = ("mdp", "partitioning", "slot_ms", "queue_obs_cap", "observe_gain")
+
+
 def policy_name(cfg: Mapping[str, Any]) -> str:
     """Display name of a trained agent: the algorithm's, with the EMH world's variant
     (``EMH-PPO (time-based)``, ``EMH-PPO (vertical)``, ``EMH-PPO (queue cap 50)``, ``... (no CSI)``)."""

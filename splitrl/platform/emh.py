@@ -34,6 +34,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from splitrl.envs.emh import EMHWorld, action_gates, agent_ids, agent_nvec, encode_decisions, make_emh_scenario
 from splitrl.envs.emh_physics import path_gain
 from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _step, split_joint
+from splitrl.platform.config import POLICY_SCENARIO_KEYS
 
 EPISODE_METRICS = ("latency", "energy", "waiting", "return", "device_share")
 MULTI_AGENT = ("emh-ppo", "mahppo")
@@ -268,11 +269,6 @@ class CSISharing(EMHPolicy):
 def make_emh_baselines(evaluation: dict) -> list[EMHPolicy]:
     table = {"Local-only": LocalOnly, "AgileNN": AgileNN, "Round-robin": RoundRobin, "CSI-sharing": CSISharing}
     return [table[name]() for name in evaluation["baselines"]]
-
-
-#: scenario keys a trained agent brings to a comparison (``compare`` takes the rest, the physics,
-#: from its own config)
-POLICY_SCENARIO_KEYS = ("mdp", "partitioning", "slot_ms", "queue_obs_cap", "observe_gain")
 
 
 class TrainedEMHPolicy(EMHPolicy):

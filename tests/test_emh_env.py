@@ -260,6 +260,19 @@ def test_reference_schedules_coordinate_channels_as_documented():
         assert rate[shared][0] < 1e6 < rate[~shared][0]
 
 
+def test_evaluation_reports_the_mean_and_spread_of_its_seeded_episodes():
+    from splitrl.platform.emh import RoundRobin, evaluate_emh_policy
+
+    ev = {"episodes": 1, "fixed_tasks": 12, "fixed_distance_m": None}
+    one = [evaluate_emh_policy(RoundRobin(), BASE, {**ev, "seed": s}) for s in (3, 4)]
+    both = evaluate_emh_policy(RoundRobin(), BASE, {**ev, "episodes": 2, "seed": 3})
+    assert one[0]["latency"] != one[1]["latency"]  # random distances: the episodes differ
+    for key in ("latency", "energy", "reward"):
+        vals = [m[key] for m in one]
+        assert both[key] == pytest.approx(np.mean(vals)) and both[f"{key}_std"] == pytest.approx(np.std(vals))
+        assert one[0][f"{key}_std"] == 0.0
+
+
 def test_points_off_the_pareto_front_never_lower_latency_or_energy():
     w = world(feature_bits_per_element=32.0)  # float32 features: a richer front
     front = w.pareto_points()

@@ -320,7 +320,8 @@ def evaluate_emh_policy(policy: EMHPolicy, scenario: dict, evaluation: dict) -> 
         per_episode[-1]["steps"] = world.steps
     out = {k: float(np.mean([m[k] for m in per_episode])) for k in per_episode[0]}
     out["reward"] = out.pop("return")
-    out["reward_std"] = float(np.std([m["return"] for m in per_episode]))
+    for key, src in (("reward", "return"), ("latency", "latency"), ("energy", "energy")):
+        out[f"{key}_std"] = float(np.std([m[src] for m in per_episode]))  # spread over episodes
     out["episodes"] = evaluation["episodes"]
     return out
 

@@ -202,6 +202,17 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     done = json.loads((ckpt_root / (ckpt_root / "latest").read_text().strip() / "splitrl.json").read_text())
     assert done["iteration"] == state["iteration"] + 1 and done["env_steps"] > state["env_steps"]
 
+    # resumed against another store (a copied run directory): a new run there, linked to the old one
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    res = splitrl("train", str(cfg), "--resume", "run", "--mlflow-uri", other,
+                  "--set", f"stop.iterations={state['iteration'] + 2}", "--no-compare", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"MLflow run {run.info.run_id} is not in {other}" in res.stderr
+    [run3] = runs_of(other)
+    assert run3.info.status == "FINISHED" and run3.data.tags["splitrl.resumed_from_run"] == run.info.run_id
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == {"mlflow_uri": other,
+                                                                       "mlflow_run_id": run3.info.run_id}
+
 
 EMH_TINY = {
     "scenario": {"world": "emh", "name": "emh-tiny", "l0_s": 0.1, "task_mean": 8},

@@ -44,6 +44,7 @@ class Tracker:
         self.uri = uri_override or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
         self.experiment = tracking_cfg.get("experiment", "splitrl")
         self.run_id: str | None = None
+        self.resumed_elsewhere: str | None = None  # a resumed run's id that the store does not hold
 
     def start(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str | None:
         if not self.enabled:
@@ -52,10 +53,27 @@ class Tracker:
 
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_experiment(self.experiment)
+        tags = dict(tags)
+        if run_id is not None and not self._has_run(run_id):
+            # a resumed job pointed at another store (a copied run directory, a new server):
+            # continue in a new run there, linked to the old one, rather than fail after the build
+            self.resumed_elsewhere = run_id
+            tags["splitrl.resumed_from_run"] = run_id
+            run_id = None
         run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
         self.run_id = run.info.run_id
-        mlflow.set_tags(dict(tags))
+        mlflow.set_tags(tags)
         return self.run_id
+
+    def _has_run(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient(self.uri).get_run(run_id)
+        except MlflowException:
+            return False
+        return True
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self.run_id:

@@ -212,6 +212,10 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
         run_id = tracker.start(run_name, {"git_commit": git_commit(), "scenario": cfg["scenario"]["name"],
                                           "algorithm": policy_name(cfg), "run_dir": str(run_dir)},
                                run_id=run_info.get("mlflow_run_id"))
+        if tracker.resumed_elsewhere:
+            progress.log(f"MLflow run {tracker.resumed_elsewhere} is not in {tracker.uri}: continuing in a new "
+                         f"run {run_id} there (tag splitrl.resumed_from_run; earlier metrics stay in "
+                         f"{run_info.get('mlflow_uri')})")
         if run_id:
             (run_dir / "run.json").write_text(json.dumps({"mlflow_uri": tracker.uri, "mlflow_run_id": run_id}) + "\n")
             tracker.log_params(run_params(cfg))

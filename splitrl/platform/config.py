@@ -40,11 +40,15 @@ def policy_name(cfg: Mapping[str, Any]) -> str:
     name = ALGORITHM_NAMES[cfg["algorithm"]["name"]]
     sc = cfg["scenario"]
     if sc.get("world") == "emh":
-        cap = sc.get("queue_obs_cap")
-        variants = [v for v, on in (("time-based", sc.get("mdp") == "time"),
-                                    ("vertical", sc.get("partitioning") == "vertical"),
-                                    (f"queue cap {cap:g}" if cap is not None else "", cap is not None),
-                                    ("no CSI", sc.get("observe_gain") is False)) if on]
+        variants = []
+        if sc.get("mdp") == "time":
+            variants.append("time-based")
+        if sc.get("partitioning") == "vertical":
+            variants.append("vertical")
+        if sc.get("queue_obs_cap") is not None:
+            variants.append(f"queue cap {sc['queue_obs_cap']:g}")
+        if sc.get("observe_gain") is False:
+            variants.append("no CSI")
         if variants:
             name += f" ({', '.join(variants)})"
     return name

@@ -146,6 +146,20 @@ def test_gated_entropy_and_kl_are_expectations_of_the_gated_logp():
     assert float(p.entropy()[0]) < float(full.entropy()[0])
 
 
+def test_gate_entropy_is_the_window_entries_entropy_alone():
+    _, dist = _gated(5, 6)
+    torch.testing.assert_close(dist.gate_entropy(), dist._cats[0].entropy())
+    # a joint action of two devices, each with its own window entry: the sum of both
+    two = {"discrete": GATES["discrete"] + [None, [4, 0], [4, 1], [4, 2]],
+           "continuous": GATES["continuous"] + [[4, 0], [4, 1], [4, 2]]}
+    g = torch.Generator().manual_seed(7)
+    joint = hybrid_dist_cls(GNVEC * 2, 6, two).from_logits(torch.randn(5, 2 * sum(GNVEC) + 12, generator=g))
+    torch.testing.assert_close(joint.gate_entropy(), joint._cats[0].entropy() + joint._cats[4].entropy())
+    # without gates there is no window: zero
+    plain = hybrid_dist_cls(GNVEC, 3).from_logits(torch.randn(5, sum(GNVEC) + 6, generator=g))
+    assert torch.equal(plain.gate_entropy(), torch.zeros(5))
+
+
 def test_gates_must_name_an_ungated_window_entry():
     with pytest.raises(ValueError, match="ungated discrete entry"):
         hybrid_dist_cls(GNVEC, 3, {"discrete": [None, [1, 0], [0, 1], [0, 2]], "continuous": [[0, 0]] * 3})

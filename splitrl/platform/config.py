@@ -66,6 +66,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lambda": 0.95,              # GAE lambda (PPO)
         "clip": 0.2,                 # PPO clip epsilon; the paper's value
         "entropy_coeff": 0.0,        # PPO entropy bonus
+        "window_entropy_coeff": 0.0, # EMH task MDP: entropy bonus on the window-size entries alone
         "vf_loss_coeff": 0.5,        # PPO value-loss weight
         "vf_clip": 1.0e6,            # PPO value-loss clip (off in practice: RLlib zeroes the critic
                                      # gradient beyond it, and early returns are large)

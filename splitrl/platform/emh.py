@@ -143,6 +143,9 @@ def build_algo_config(cfg: dict):
         config = config.environment(env=EMHJointEnv, env_config=env_config(cfg), normalize_actions=False,
                                     clip_actions=False)
         config = config.env_runners(gym_env_vectorize_mode="sync")
+        from splitrl.rl_modules.emh import HPPOTorchLearner
+
+        config = config.learners(learner_class=HPPOTorchLearner)
     else:
         from splitrl.rl_modules.emh import EMHPPOTorchLearner
 
@@ -155,7 +158,7 @@ def build_algo_config(cfg: dict):
     return (
         config.env_runners(num_env_runners=res["num_env_runners"], num_envs_per_env_runner=res["num_envs_per_env_runner"],
                            num_cpus_per_env_runner=1)
-        .learners(num_learners=0)
+        .learners(num_learners=0, learner_config_dict={"window_entropy_coeff": alg["window_entropy_coeff"]})
         .rl_module(rl_module_spec=module_spec(cfg))
         .callbacks(EMHMetrics)
         .debugging(seed=alg["seed"], log_level="ERROR")

@@ -97,6 +97,14 @@ class TorchHybrid(Distribution):
             ent = ent + self._gated_sum(self._normal.entropy(), self.gates_continuous, self._active_prob)
         return ent
 
+    def gate_entropy(self) -> torch.Tensor:
+        """Entropy of the gating entries alone (the window sizes ``W``: every discrete entry that
+        another entry is gated by), summed; zeros without gates."""
+        gating = sorted({g[0] for g in [*self.gates_discrete, *self.gates_continuous] if g is not None})
+        if not gating:
+            return torch.zeros_like(self._cats[0].logits[..., 0])
+        return torch.stack([self._cats[j].entropy() for j in gating], dim=-1).sum(-1)
+
     def kl(self, other: "TorchHybrid") -> torch.Tensor:
         kl = self._gated_sum(torch.stack([a.kl(b) for a, b in zip(self._cats, other._cats)], dim=-1),
                              self.gates_discrete, self._active_prob)

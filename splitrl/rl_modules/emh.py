@@ -18,7 +18,9 @@ with exactly one optimizer (the shared ones with the first agent's), so one back
 summed agent losses and one step per optimizer train the encoder and critic once per minibatch.
 Its loss is eq. (19): the PPO-clip surrogate of each agent divided by ``W_max``, summed over
 agents (RLlib sums module losses), plus the value loss (eq. 20, squared error against GAE targets)
-and an optional entropy bonus.
+and an optional entropy bonus.  ``window_entropy_coeff`` (in the learner config dict) adds a bonus on
+the window-size entries alone (:func:`window_entropy_bonus`); :class:`HPPOTorchLearner` gives
+H-PPO's joint agent the same term on top of RLlib's PPO loss.
 """
 
 from __future__ import annotations
@@ -51,6 +53,28 @@ def init_bias(net: torch.nn.Sequential, bias) -> None:
     with torch.no_grad():
         b = torch.as_tensor(bias, dtype=last.bias.dtype)
         last.bias[: b.numel()] += b
+
+
+WINDOW_ENTROPY_KEY = "window_entropy"
+
+
+def window_entropy_bonus(learner, module_id, config, batch, dist, mean) -> torch.Tensor:
+    """``-window_entropy_coeff * mean(H(W))``: an entropy bonus on the window-size categoricals only
+    (zero when the coefficient is 0 or the action has no windows).  Without it a device's window
+    head can turn deterministic early (seen at ``W = 1``: one-task windows for the whole run) and
+    never try another size again; a bonus on every entry instead flattens the partition-point
+    prior and widens the power noise (``docs/assumptions.md``)."""
+    coeff = float((config.learner_config_dict or {}).get("window_entropy_coeff", 0.0) or 0.0)
+    ent = mean(dist.gate_entropy())
+    learner.metrics.log_value((module_id, WINDOW_ENTROPY_KEY), ent, window=1)
+    return -coeff * ent
+
+
+def _masked_mean(batch):
+    if Columns.LOSS_MASK not in batch:
+        return torch.mean
+    mask = batch[Columns.LOSS_MASK].float()
+    return lambda x: (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 class EMHAgentModule(TorchRLModule, ValueFunctionAPI):
@@ -138,13 +162,7 @@ class EMHPPOTorchLearner(PPOTorchLearner):
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()
-        if Columns.LOSS_MASK in batch:
-            mask = batch[Columns.LOSS_MASK].float()
-
-            def mean(x):
-                return (x * mask).sum() / mask.sum().clamp(min=1.0)
-        else:
-            mean = torch.mean
+        mean = _masked_mean(batch)
         dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
         ratio = torch.exp(dist.logp(batch[Columns.ACTIONS]) - batch[Columns.ACTION_LOGP])
         adv = batch[Postprocessing.ADVANTAGES]
@@ -156,6 +174,18 @@ class EMHPPOTorchLearner(PPOTorchLearner):
         entropy = mean(dist.entropy())
         coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total = policy_loss + config.vf_loss_coeff * vf_loss - coeff * entropy
+        total = total + window_entropy_bonus(self, module_id, config, batch, dist, mean)
         self.metrics.log_dict({POLICY_LOSS_KEY: policy_loss, VF_LOSS_KEY: vf_loss, ENTROPY_KEY: entropy},
                               key=module_id, window=1)
         return total
+
+
+class HPPOTorchLearner(PPOTorchLearner):
+    """RLlib's PPO loss for H-PPO's joint agent plus :func:`window_entropy_bonus` over its devices'
+    window sizes (the same term EMH-PPO's learner adds)."""
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        total = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
+        dist = self.module[module_id].unwrapped().get_train_action_dist_cls().from_logits(
+            fwd_out[Columns.ACTION_DIST_INPUTS])
+        return total + window_entropy_bonus(self, module_id, config, batch, dist, _masked_mean(batch))

@@ -58,13 +58,13 @@ def init_bias(net: torch.nn.Sequential, bias) -> None:
 WINDOW_ENTROPY_KEY = "window_entropy"
 
 
-def window_entropy_bonus(learner, module_id, config, batch, dist, mean) -> torch.Tensor:
+def window_entropy_bonus(learner, module_id, config, dist, mean) -> torch.Tensor:
     """``-window_entropy_coeff * mean(H(W))``: an entropy bonus on the window-size categoricals only
     (zero when the coefficient is 0 or the action has no windows).  Without it a device's window
     head can turn deterministic early (seen at ``W = 1``: one-task windows for the whole run) and
     never try another size again; a bonus on every entry instead flattens the partition-point
     prior and widens the power noise (``docs/assumptions.md``)."""
-    coeff = float((config.learner_config_dict or {}).get("window_entropy_coeff", 0.0) or 0.0)
+    coeff = float(config.learner_config_dict.get("window_entropy_coeff", 0.0))
     ent = mean(dist.gate_entropy())
     learner.metrics.log_value((module_id, WINDOW_ENTROPY_KEY), ent, window=1)
     return -coeff * ent
@@ -174,7 +174,7 @@ class EMHPPOTorchLearner(PPOTorchLearner):
         entropy = mean(dist.entropy())
         coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total = policy_loss + config.vf_loss_coeff * vf_loss - coeff * entropy
-        total = total + window_entropy_bonus(self, module_id, config, batch, dist, mean)
+        total = total + window_entropy_bonus(self, module_id, config, dist, mean)
         self.metrics.log_dict({POLICY_LOSS_KEY: policy_loss, VF_LOSS_KEY: vf_loss, ENTROPY_KEY: entropy},
                               key=module_id, window=1)
         return total
@@ -188,4 +188,4 @@ class HPPOTorchLearner(PPOTorchLearner):
         total = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
         dist = self.module[module_id].unwrapped().get_train_action_dist_cls().from_logits(
             fwd_out[Columns.ACTION_DIST_INPUTS])
-        return total + window_entropy_bonus(self, module_id, config, batch, dist, _masked_mean(batch))
+        return total + window_entropy_bonus(self, module_id, config, dist, _masked_mean(batch))

@@ -106,6 +106,23 @@ def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, key):
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize("key", ["algorithm.entropy_coeff", "algorithm.window_entropy_coeff"])
+def test_entropy_coefficients_take_a_schedule_or_say_what_is_wrong(key):
+    emh = {"scenario": {"world": "emh"}}
+    # 1.0e6 (PyYAML reads it as a string) and 2e6 (a float) are integer env steps
+    cfg = resolve_config(emh, [f"{key}=[[0, 0.03], [1.0e6, 0], [2e6, 0.01]]"])
+    section, name = key.split(".")
+    assert cfg[section][name] == [[0, 0.03], [1_000_000, 0.0], [2_000_000, 0.01]]
+    assert resolve_config(emh, [f"{key}=0.02"])[section][name] == 0.02
+    for bad, why in [("[[0, 0.1]]", "at least two points"), ("[[5, 0.1], [9, 0]]", "first point's env step is 5"),
+                     ("[[0, 0.1], [0, 0]]", "env step 0 of point 1 is not after 0"),
+                     ("[[0, 0.1], [10, -1]]", "point 1 has value -1"), ("[[0, 0.1], [10.5, 0]]", "point 1 is"),
+                     ("[0.1, 0.2]", "point 0 is 0.1"), ("abc", "expected float or a schedule"), ("-1", "must be >= 0")]:
+        with pytest.raises(ConfigError, match=why) as err:
+            resolve_config(emh, [f"{key}={bad}"])
+        assert err.value.key == key
+
+
 def test_missing_config_file(tmp_path):
     out = run_cli("compare", str(tmp_path / "nope.yaml"))
     assert out.returncode == 2 and "config file not found" in out.stderr

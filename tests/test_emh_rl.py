@@ -150,6 +150,77 @@ def test_window_entropy_bonus_keeps_the_window_head_exploring(ray_local, name):
     assert after[1.0] > after[0.0] + 1e-3, after
 
 
+def test_window_entropy_schedule_follows_sampled_env_steps_across_a_restore(ray_local, tmp_path):
+    """``window_entropy_coeff: [[0, 1], [S, 0]]``: the coefficient every agent's loss uses is the
+    schedule at the lifetime count of sampled env steps, from the first update on and also in the
+    first update after a save and restore into a new algorithm (the count continues there), and
+    ``train``'s metrics report it."""
+    from splitrl.platform.emh import build_algo_config
+    from splitrl.platform.train import _metrics
+
+    span = 1000
+    cfg = _cfg("emh-ppo")
+    cfg["algorithm"]["window_entropy_coeff"] = [[0, 1.0], [span, 0.0]]
+    cfg["algorithm"]["minibatch_size"] = cfg["algorithm"]["train_batch_size"]  # one loss call per update
+    seen = []
+    for restore in (False, True):
+        algo = build_algo_config(cfg).build_algo()
+        try:
+            if restore:
+                algo.restore_from_path(str(tmp_path / "ckpt"))
+            result = algo.train()
+            steps = result["num_env_steps_sampled_lifetime"]
+            want = float(np.interp(steps, [0, span], [1.0, 0.0]))
+            for n in range(3):
+                assert result["learners"][f"md_{n}"]["curr_window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
+                sched = algo.learner_group._learner.window_entropy_schedulers[f"md_{n}"]
+                assert float(sched.get_current_value()) == pytest.approx(want, abs=1e-6)
+            assert _metrics(result, 0.0, 0.0, 0.0)["learner/window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
+            seen.append(steps)
+            if not restore:
+                algo.save_to_path(str(tmp_path / "ckpt"))
+        finally:
+            algo.stop()
+    assert 64 <= seen[0] < seen[1] < span, seen  # the restored run counts on from the first
+
+
+@pytest.mark.parametrize("world", ["lyappo", "emh-ppo", "h-ppo"])
+def test_entropy_schedule_holds_in_the_update_that_uses_it(ray_local, world):
+    """``entropy_coeff: [[0, 1], [S, 0]]`` (RLlib's own schedule): the value every loss call reads is
+    the schedule at the env steps sampled so far, in the first update too (RLlib alone would still
+    hold the initial 1.0 there), for the LyaPPO world's PPO and the EMH learners alike."""
+    if world == "lyappo":
+        from splitrl.platform.algorithms import build_algo_config
+
+        cfg = resolve_config({"scenario": {"num_devices": 2, "episode_periods": 20},
+                              "algorithm": {"name": "lyappo", "train_batch_size": 64, "minibatch_size": 32,
+                                            "num_epochs": 1},
+                              "stop": {"iterations": 1}, "tracking": {"enabled": False},
+                              "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1}})
+    else:
+        from splitrl.platform.emh import build_algo_config
+
+        cfg = _cfg(world)
+    span = 1000
+    cfg["algorithm"]["entropy_coeff"] = [[0, 1.0], [span, 0.0]]
+    config = build_algo_config(cfg)
+    used = []
+
+    class Recording(config.learner_class):
+        def compute_loss_for_module(self, *, module_id, **kwargs):
+            used.append(float(self.entropy_coeff_schedulers_per_module[module_id].get_current_value()))
+            return super().compute_loss_for_module(module_id=module_id, **kwargs)
+
+    algo = config.learners(learner_class=Recording).build_algo()
+    try:
+        for _ in range(2):
+            used.clear()
+            steps = algo.train()["num_env_steps_sampled_lifetime"]
+            assert used and np.allclose(used, np.interp(steps, [0, span], [1.0, 0.0])), (steps, used)
+    finally:
+        algo.stop()
+
+
 @pytest.mark.parametrize("name", ["h-ppo", "mahppo"])
 def test_baseline_agents_train_one_step(ray_local, name):
     from splitrl.platform.emh import build_algo_config

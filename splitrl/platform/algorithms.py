@@ -114,7 +114,9 @@ def build_algo_config(cfg: dict):
         config = config.env_runners(rollout_fragment_length=1).reporting(
             min_sample_timesteps_per_iteration=alg["train_batch_size"])
     else:
-        config = config.training(**ppo_training(alg))
+        from splitrl.rl_modules.schedules import ScheduledPPOTorchLearner
+
+        config = config.training(**ppo_training(alg)).learners(learner_class=ScheduledPPOTorchLearner)
     return config
 
 

@@ -8,6 +8,7 @@ type is a :class:`ConfigError` naming the dotted key.  ``scenario`` is validated
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,8 +66,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "gamma": 0.99,               # discount
         "lambda": 0.95,              # GAE lambda (PPO)
         "clip": 0.2,                 # PPO clip epsilon; the paper's value
-        "entropy_coeff": 0.0,        # PPO entropy bonus
+        "entropy_coeff": 0.0,        # PPO entropy bonus (or a schedule: [[env_step, value], ...])
         "window_entropy_coeff": 0.0, # EMH task MDP: entropy bonus on the window-size entries alone
+                                     # (or a schedule, as entropy_coeff)
         "vf_loss_coeff": 0.5,        # PPO value-loss weight
         "vf_clip": 1.0e6,            # PPO value-loss clip (off in practice: RLlib zeroes the critic
                                      # gradient beyond it, and early returns are large)
@@ -185,6 +187,42 @@ _POSITIVE = {("algorithm", k) for k in ("lr", "gamma", "clip", "train_batch_size
     ("resources", "num_envs_per_env_runner"), ("resources", "checkpoint_every")}
 
 
+#: Coefficients that also take a piecewise-linear schedule over sampled env steps (RLlib's format).
+_SCHEDULABLE = {("algorithm", "entropy_coeff"), ("algorithm", "window_entropy_coeff")}
+
+
+def _float_or_keep(x):
+    try:
+        return float(x) if isinstance(x, str) else x
+    except ValueError:
+        return x
+
+
+def _check_schedule(key: str, value: list) -> list:
+    """``[[env_step, value], ...]``: steps integers from 0, strictly increasing; values >= 0.
+    Linear in between and the last value after the last step (RLlib's ``Scheduler``)."""
+    want = "a schedule [[0, v0], [env_step, v1], ...] (integer env steps from 0, increasing; values >= 0)"
+    if len(value) < 2:
+        raise ConfigError(key, f"expected {want}: at least two points, got {value!r}")
+    out = []
+    for i, pair in enumerate(value):
+        if isinstance(pair, list):  # PyYAML reads 1.5e6 (no exponent sign) as a string
+            pair = [_float_or_keep(x) for x in pair]
+        if (not isinstance(pair, list) or len(pair) != 2
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in pair)
+                or not float(pair[0]).is_integer()):  # 1.5e6 (a YAML float) is an integer step too
+            raise ConfigError(key, f"expected {want}; point {i} is {pair!r}")
+        step, v = int(pair[0]), float(pair[1])
+        if i == 0 and step != 0:
+            raise ConfigError(key, f"expected {want}; the first point's env step is {step}, not 0")
+        if out and step <= out[-1][0]:
+            raise ConfigError(key, f"expected {want}; env step {step} of point {i} is not after {out[-1][0]}")
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(key, f"expected {want}; point {i} has value {pair[1]!r}")
+        out.append([step, v])
+    return out
+
+
 def _validate_section(section: str, body: dict) -> dict:
     """Generic checks: known keys, the default's type (ints accepted for floats), ranges."""
     out = copy.deepcopy(DEFAULTS[section])
@@ -196,6 +234,9 @@ def _validate_section(section: str, body: dict) -> dict:
         value, dotted = out[key], f"{section}.{key}"
         if value is None and (section, key) in _NULLABLE:
             continue
+        if isinstance(value, list) and (section, key) in _SCHEDULABLE:
+            out[key] = _check_schedule(dotted, value)
+            continue
         want = _NULLABLE_TYPES.get((section, key), type(default))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = out[key] = float(value)
@@ -205,7 +246,8 @@ def _validate_section(section: str, body: dict) -> dict:
             except ValueError:
                 pass
         if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
-            raise ConfigError(dotted, f"expected {want.__name__}, got {value!r}")
+            also = " or a schedule [[0, v0], [env_step, v1], ...]" if (section, key) in _SCHEDULABLE else ""
+            raise ConfigError(dotted, f"expected {want.__name__}{also}, got {value!r}")
         if (section, key) in _POSITIVE and value <= 0:
             raise ConfigError(dotted, f"must be > 0, got {value}")
         if want in (int, float) and value < 0:

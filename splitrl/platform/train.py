@@ -140,6 +140,10 @@ def _metrics(result: dict, t_start: float, steps0: float, time0: float, reward_s
     for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "qf_loss"):
         if key in learner:
             out[f"learner/{key}"] = learner[key]
+    # the coefficients' current values (they may follow a schedule over env steps)
+    for key, name in (("curr_entropy_coeff", "entropy_coeff"), ("curr_window_entropy_coeff", "window_entropy_coeff")):
+        if key in learner:
+            out[f"learner/{name}"] = learner[key]
     # the window-size entropy of the agent closest to a deterministic window (EMH task MDP)
     window = [m["window_entropy"] for m in learners.values() if isinstance(m, dict) and "window_entropy" in m]
     if window:

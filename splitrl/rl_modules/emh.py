@@ -18,9 +18,9 @@ with exactly one optimizer (the shared ones with the first agent's), so one back
 summed agent losses and one step per optimizer train the encoder and critic once per minibatch.
 Its loss is eq. (19): the PPO-clip surrogate of each agent divided by ``W_max``, summed over
 agents (RLlib sums module losses), plus the value loss (eq. 20, squared error against GAE targets)
-and an optional entropy bonus.  ``window_entropy_coeff`` (in the learner config dict) adds a bonus on
-the window-size entries alone (:func:`window_entropy_bonus`); :class:`HPPOTorchLearner` gives
-H-PPO's joint agent the same term on top of RLlib's PPO loss.
+and an optional entropy bonus.  ``window_entropy_coeff`` (in the learner config dict; a value or a
+schedule over env steps) adds a bonus on the window-size entries alone (:func:`window_entropy_bonus`);
+:class:`HPPOTorchLearner` gives H-PPO's joint agent the same term on top of RLlib's PPO loss.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
+from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from splitrl.rl_modules.central import mlp
 from splitrl.rl_modules.distributions import hybrid_dist_cls
+from splitrl.rl_modules.schedules import ScheduleBeforeUpdateMixin
 
 EMBED = [512, 256]
 HEAD = [256, 128, 64]
@@ -56,17 +59,36 @@ def init_bias(net: torch.nn.Sequential, bias) -> None:
 
 
 WINDOW_ENTROPY_KEY = "window_entropy"
+WINDOW_ENTROPY_COEFF_KEY = "curr_window_entropy_coeff"
 
 
-def window_entropy_bonus(learner, module_id, config, dist, mean) -> torch.Tensor:
+class WindowEntropyMixin(ScheduleBeforeUpdateMixin):
+    """Gives a PPO learner ``window_entropy_coeff`` (learner config dict) as a per-module RLlib
+    ``Scheduler``: a fixed value or ``[[env_step, value], ...]``, linear in between, at the lifetime
+    count of sampled env steps, set before each update (:mod:`splitrl.rl_modules.schedules`)."""
+
+    def build(self) -> None:
+        super().build()
+        coeff = self.config.learner_config_dict.get("window_entropy_coeff", 0.0)
+        self.window_entropy_schedulers = LambdaDefaultDict(
+            lambda module_id: Scheduler(fixed_value_or_schedule=coeff, framework="torch", device=self._device))
+
+    def schedulers(self, module_id) -> list:
+        return super().schedulers(module_id) + [self.window_entropy_schedulers[module_id]]
+
+
+def window_entropy_bonus(learner, module_id, dist, mean) -> torch.Tensor:
     """``-window_entropy_coeff * mean(H(W))``: an entropy bonus on the window-size categoricals only
     (zero when the coefficient is 0 or the action has no windows).  Without it a device's window
     head can turn deterministic early (seen at ``W = 1``: one-task windows for the whole run) and
     never try another size again; a bonus on every entry instead flattens the partition-point
-    prior and widens the power noise (``docs/assumptions.md``)."""
-    coeff = float(config.learner_config_dict.get("window_entropy_coeff", 0.0))
+    prior and widens the power noise (``docs/assumptions.md``).  The coefficient is the current
+    value of the learner's schedule (:class:`WindowEntropyMixin`); both are logged."""
+    coeff = learner.window_entropy_schedulers[module_id].get_current_value()
     ent = mean(dist.gate_entropy())
-    learner.metrics.log_value((module_id, WINDOW_ENTROPY_KEY), ent, window=1)
+    # a copy of the coefficient: the scheduler later overwrites its tensor in place
+    learner.metrics.log_dict({WINDOW_ENTROPY_KEY: ent, WINDOW_ENTROPY_COEFF_KEY: float(coeff)}, key=module_id,
+                             window=1)
     return -coeff * ent
 
 
@@ -145,7 +167,7 @@ class EMHMultiRLModule(MultiRLModule):
         return {k for k, v in seen.items() if v > 1}
 
 
-class EMHPPOTorchLearner(PPOTorchLearner):
+class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
     """PPO learner for :class:`EMHMultiRLModule`: each parameter in exactly one optimizer; eq. (19)."""
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
@@ -174,13 +196,13 @@ class EMHPPOTorchLearner(PPOTorchLearner):
         entropy = mean(dist.entropy())
         coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total = policy_loss + config.vf_loss_coeff * vf_loss - coeff * entropy
-        total = total + window_entropy_bonus(self, module_id, config, dist, mean)
+        total = total + window_entropy_bonus(self, module_id, dist, mean)
         self.metrics.log_dict({POLICY_LOSS_KEY: policy_loss, VF_LOSS_KEY: vf_loss, ENTROPY_KEY: entropy},
                               key=module_id, window=1)
         return total
 
 
-class HPPOTorchLearner(PPOTorchLearner):
+class HPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
     """RLlib's PPO loss for H-PPO's joint agent plus :func:`window_entropy_bonus` over its devices'
     window sizes (the same term EMH-PPO's learner adds)."""
 
@@ -188,4 +210,4 @@ class HPPOTorchLearner(PPOTorchLearner):
         total = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
         dist = self.module[module_id].unwrapped().get_train_action_dist_cls().from_logits(
             fwd_out[Columns.ACTION_DIST_INPUTS])
-        return total + window_entropy_bonus(self, module_id, config, dist, _masked_mean(batch))
+        return total + window_entropy_bonus(self, module_id, dist, _masked_mean(batch))

@@ -167,10 +167,9 @@ def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "checkpoints" / "latest").exists()
 
 
-@pytest.mark.timeout(600)
-def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
-    """SIGTERM mid-training: no RUNNING MLflow run, `latest` names a complete checkpoint, resume works."""
-    import signal
+def interrupt_training(tmp_path, sig, at_iteration):
+    """`splitrl train` (200 tiny iterations) sent ``sig`` once it reports ``at_iteration``:
+    (config path, exit status, stderr)."""
     import time
 
     cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 200})
@@ -181,12 +180,25 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     deadline = time.time() + 300
     for line in proc.stderr:
         seen.append(line)
-        if line.startswith("iter 3/"):
-            proc.send_signal(signal.SIGTERM)
+        if line.startswith(f"iter {at_iteration}/"):
+            proc.send_signal(sig)
             break
         assert time.time() < deadline, "".join(seen[-20:])
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    err = proc.communicate(timeout=120)[1]
+    return cfg, proc.returncode, err
+
+
+@pytest.mark.timeout(600)
+def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
+    """SIGTERM mid-training: no RUNNING MLflow run, `latest` names a complete checkpoint, resume works."""
+    import signal
+
+    cfg, code, err = interrupt_training(tmp_path, signal.SIGTERM, 3)
+    # 128 + SIGTERM and one line each from train and the CLI; not Ray's C++ stack dump and SIGABRT (134)
+    assert code == 143, err[-3000:]
+    assert "SIGTERM received" not in err and "Traceback" not in err
+    assert "the MLflow run ends KILLED; the last complete checkpoint is run/checkpoints/iter_" in err
+    assert err.rstrip().endswith("splitrl: terminated (SIGTERM)")
     [run] = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run.info.status in ("KILLED", "FAILED")
     ckpt_root = tmp_path / "run" / "checkpoints"
@@ -212,6 +224,17 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     assert run3.info.status == "FINISHED" and run3.data.tags["splitrl.resumed_from_run"] == run.info.run_id
     assert json.loads((tmp_path / "run" / "run.json").read_text()) == {"mlflow_uri": other,
                                                                        "mlflow_run_id": run3.info.run_id}
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_ends_training_with_130_and_no_traceback(tmp_path):
+    import signal
+
+    _, code, err = interrupt_training(tmp_path, signal.SIGINT, 2)
+    assert code == 130, err[-3000:]
+    assert "Traceback" not in err and err.rstrip().endswith("splitrl: interrupted")
+    [run] = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert run.info.status == "KILLED"
 
 
 EMH_TINY = {

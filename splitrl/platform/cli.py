@@ -223,11 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from splitrl.platform.train import Terminated
+
     try:
         return args.func(args)
     except (ConfigError, _UserError) as exc:
         print(f"splitrl: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; the shell's convention 128 + SIGINT
+        print("splitrl: interrupted", file=sys.stderr)
+        return 130
+    except Terminated as exc:  # SIGTERM (ray job stop, Kubernetes): 128 + SIGTERM
+        print("splitrl: terminated (SIGTERM)", file=sys.stderr)
+        return exc.code
 
 
 if __name__ == "__main__":

@@ -166,6 +166,28 @@ def _init_ray(cfg: dict, address: str | None) -> None:
         # A private local instance on loopback only (token authentication stays on).
         ray.init(num_cpus=cfg["resources"]["num_cpus"] or os.cpu_count(), include_dashboard=False,
                  log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+    _exit_on_sigterm()
+
+
+class Terminated(SystemExit):
+    """SIGTERM (``ray job stop``, Kubernetes, ``kill``): unwinds like Ctrl-C, exit status 143."""
+
+
+def _exit_on_sigterm() -> None:
+    """Take SIGTERM back from Ray's core worker, whose C++ failure handler (installed when the
+    driver connects, over ``ray.init``'s Python one) prints a stack trace and ends the process with
+    SIGABRT (status 134) after the Python unwinding.  Here it raises :class:`Terminated` in the main
+    thread: the MLflow run ends KILLED, the last checkpoint stays complete, and the status is 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _check_resume_matches(saved: dict, cfg: dict) -> None:
@@ -256,8 +278,14 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
             summary["compare"] = _compare_trained(cfg, last_saved, run_dir, tracker, progress)
         status = "FINISHED"
         return summary
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into an exit by Ray
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (Terminated)
         status = "KILLED"
+        try:
+            where = f"the last complete checkpoint is {latest_checkpoint(run_dir)}; continue with --resume {run_dir}"
+        except ConfigError:
+            where = "no checkpoint was written"
+        print(f"splitrl: training interrupted at iteration {state['iteration']}: the MLflow run ends KILLED; "
+              f"{where}", file=sys.stderr, flush=True)
         raise
     finally:
         if algo is not None:

@@ -225,6 +225,14 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     assert json.loads((tmp_path / "run" / "run.json").read_text()) == {"mlflow_uri": other,
                                                                        "mlflow_run_id": run3.info.run_id}
 
+    # its MLflow run deleted (MLflow refuses to restart a deleted run): again a new, linked run
+    MlflowClient(other).delete_run(run3.info.run_id)
+    res = splitrl("train", str(cfg), "--resume", "run", "--set", f"stop.iterations={state['iteration'] + 3}",
+                  "--no-compare", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    [run4] = runs_of(other)
+    assert run4.info.status == "FINISHED" and run4.data.tags["splitrl.resumed_from_run"] == run3.info.run_id
+
 
 @pytest.mark.timeout(300)
 def test_ctrl_c_ends_training_with_130_and_no_traceback(tmp_path):

@@ -55,8 +55,9 @@ class Tracker:
         mlflow.set_experiment(self.experiment)
         tags = dict(tags)
         if run_id is not None and not self._has_run(run_id):
-            # a resumed job pointed at another store (a copied run directory, a new server):
-            # continue in a new run there, linked to the old one, rather than fail after the build
+            # a resumed job pointed at another store (a copied run directory, a new server), or
+            # whose run was deleted: continue in a new run there, linked to the old one, rather
+            # than fail after the build
             self.resumed_elsewhere = run_id
             tags["splitrl.resumed_from_run"] = run_id
             run_id = None
@@ -66,14 +67,15 @@ class Tracker:
         return self.run_id
 
     def _has_run(self, run_id: str) -> bool:
+        """Whether the store holds ``run_id`` as a run that can be continued (not deleted: MLflow
+        refuses to start a deleted run)."""
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         try:
-            MlflowClient(self.uri).get_run(run_id)
+            return MlflowClient(self.uri).get_run(run_id).info.lifecycle_stage == "active"
         except MlflowException:
             return False
-        return True
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self.run_id:

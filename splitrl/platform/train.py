@@ -243,7 +243,8 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
                                           "algorithm": policy_name(cfg), "run_dir": str(run_dir)},
                                run_id=run_info.get("mlflow_run_id"))
         if tracker.resumed_elsewhere:
-            progress.log(f"MLflow run {tracker.resumed_elsewhere} is not in {tracker.uri}: continuing in a new "
+            progress.log(f"MLflow run {tracker.resumed_elsewhere} is not in {tracker.uri} or was deleted there: "
+                         f"continuing in a new "
                          f"run {run_id} there (tag splitrl.resumed_from_run; earlier metrics stay in "
                          f"{run_info.get('mlflow_uri')})")
         if run_id:

@@ -298,16 +298,54 @@ def test_points_off_the_pareto_front_never_lower_latency_or_energy():
     assert lat2.sum() < lat.sum() and energy2.sum() < energy.sum()
 
 
-@pytest.mark.parametrize("model", ["resnet50", "mobilenet_v2"])
-def test_operator_cuts_add_no_front_point_over_the_layer_chain(model):
-    """docs/results.md: with transfers proportional to tensor sizes, every operator-grained cut
-    is matched or beaten in (share, bits) by a layer-chain cut -- a cut inside a block sends the
-    block's input (the skip path) plus more -- so vertical partitioning reaches the same optimum."""
-    fronts = {}
-    for part in ("operator", "vertical"):
-        w = world(model=model, partitioning=part)
-        fronts[part] = {(float(w.share[i]), float(w.tx_bits[i])) for i in w.pareto_points()}
-    assert fronts["operator"] == fronts["vertical"] and len(fronts["vertical"]) >= 3
+def _front(model, **kw):
+    w = world(model=model, **kw)
+    return {(float(w.share[i]), float(w.tx_bits[i])) for i in w.pareto_points()}, w
+
+
+def _on_lower_hull(p, points):
+    """Whether ``p`` is a vertex of the lower-left convex hull of ``points`` (share, bits): the
+    points that minimise some ``a * share + b * bits`` with ``a, b > 0``.  Not one if a single
+    point or a segment between two points lies at or below it."""
+    for q in points:
+        if q != p and q[0] <= p[0] and q[1] <= p[1]:
+            return False
+    for q1 in points:
+        for q2 in points:
+            if q1[0] < p[0] < q2[0]:
+                t = (p[0] - q1[0]) / (q2[0] - q1[0])
+                if q1[1] + t * (q2[1] - q1[1]) <= p[1]:
+                    return False
+    return True
+
+
+@pytest.mark.parametrize("model", ["resnet50", "googlenet", "mobilenet_v2"])
+def test_operator_cuts_add_no_front_point_over_the_layer_chain_with_encoded_inputs(model):
+    """docs/results.md: with the default transfer model (an encoded 9.4 kB input, 8-bit features)
+    every operator-grained cut is matched or beaten in (share, bits) by a layer-chain cut, so
+    vertical partitioning reaches the same optimum."""
+    op, vert = _front(model, partitioning="operator")[0], _front(model, partitioning="vertical")[0]
+    assert op == vert and len(vert) >= 3
+
+
+@pytest.mark.parametrize("model, extra", [("resnet50", 1), ("googlenet", 4), ("mobilenet_v2", 0)])
+def test_raw_inputs_give_operator_only_front_points_but_none_a_lone_task_would_pick(model, extra):
+    """docs/results.md: sending the raw input at the features' 8 bits per element, cuts across a
+    block's branches (ResNet-50's downsampling skip, GoogLeNet's inception branches) add front
+    points the layer chain lacks; none lies on the lower convex hull of the cut set, and a lone
+    task's cost (eqs. 2-3, linear in share and bits at a given rate, power and load) is least at
+    a hull point."""
+    raw = {"input_bits_per_element": 8.0}
+    op, w = _front(model, partitioning="operator", **raw)
+    vert = _front(model, partitioning="vertical", **raw)[0]
+    only = op - vert
+    assert len(only) == extra
+    cuts = list(zip(w.share[:w.num_points].tolist(), w.tx_bits[:w.num_points].tolist()))
+    assert not any(_on_lower_hull(p, cuts) for p in only)
+    # the check can say yes: both ends always, and MobileNetV2's interior layer-chain cuts
+    assert _on_lower_hull(cuts[0], cuts) and _on_lower_hull(cuts[-1], cuts)
+    interior = sum(_on_lower_hull(p, cuts) for p in vert - {cuts[0], cuts[-1]})
+    assert interior == (3 if model == "mobilenet_v2" else 0)
 
 
 def test_action_gates_mark_exactly_the_entries_that_do_not_act():

@@ -116,6 +116,32 @@ def test_trials_are_the_product_of_what_varies(tmp_path):
     assert cfg["algorithm"]["lr"] == 2e-4 and cfg["stop"]["iterations"] == 2  # the sweep's `set`
 
 
+@pytest.mark.parametrize("grid, ticks", [
+    ({"scenario.partition_points": ["pareto", "all"]}, ["pareto", "all"]),
+    ({"algorithm.entropy_coeff": [0.0, [[0, 0.03], [1000, 0]]], "scenario.p_max_w": [0.2, 0.3]},
+     ["0", "[[0, 0.03], [1000, 0]]"]),
+    ({"scenario.p_max_w": [0.3, 0.2]}, None),
+])
+def test_sweep_figures_take_non_numeric_grid_values_in_grid_order(tmp_path, grid, ticks):
+    """A grid over names or schedules plots at the values' places in the grid (labelled); numbers at
+    their value.  Rows -> summary -> figures as a sweep's end does (baseline rows, no training)."""
+    import matplotlib.image
+
+    from splitrl.tuning import aggregate
+
+    spec = validate_sweep(_smoke(grid=grid), tmp_path)
+    xkey = next(iter(grid))
+    position, got = aggregate.x_axis(spec["grid"][xkey])
+    assert got == ticks
+    want = range(len(grid[xkey])) if ticks else grid[xkey]
+    assert [position(v) for v in grid[xkey]] == [float(x) for x in want]
+    metrics = {m: 1.0 + i for i, m in enumerate(aggregate.EVAL_METRICS["lyappo"])}
+    rows = [aggregate.baseline_row(spec, pk, b, metrics) for pk in spec["points"] for b in spec["baselines"]]
+    figures = aggregate.plot_sweep(spec, aggregate.summarize(spec, rows), tmp_path)
+    assert [f.name for f in figures] == [f"fig_{m}.png" for m in spec["plot_metrics"]]
+    assert all(matplotlib.image.imread(f).ndim == 3 for f in figures)
+
+
 # ---- end to end, tracked in a real MLflow server -----------------------------------------------------
 @pytest.mark.timeout(600)
 def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):

@@ -87,6 +87,16 @@ def summarize(spec: dict, rows: list[dict]) -> list[dict]:
     return out
 
 
+def x_axis(values: list) -> tuple[Any, list[str] | None]:
+    """``(position, ticks)`` for a grid key's values on a plot's x axis: numbers at their value
+    (``ticks`` None), anything else (a model name, a partitioning, a coefficient schedule) at its
+    index in the grid's order, labelled by ``ticks``."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return float, None
+    order = [str(v) for v in values]
+    return (lambda v: float(order.index(str(v)))), [fmt_value(v) for v in values]
+
+
 def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
     """One PNG per plot metric: metric vs the first grid key, one line per policy (and per value of
     the other grid / search keys when they vary).  No grid: nothing to draw against; returns []."""
@@ -98,6 +108,7 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     xkey, others = next(iter(spec["grid"])), [*list(spec["grid"])[1:], *spec["search"]]
+    position, ticks = x_axis(spec["grid"][xkey])
     lines: dict[str, list[dict]] = {}
     for s in summary:
         label = s["policy"] + "".join(f", {k.split('.')[-1]}={s[k]}" for k in others)
@@ -109,12 +120,14 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
         ylabel, scale = labels.get(metric, (metric, 1.0))
         fig, ax = plt.subplots(figsize=(6.0, 4.2), constrained_layout=True)
         for i, (label, pts) in enumerate(sorted(lines.items())):
-            pts = sorted(pts, key=lambda s: float(s[xkey]))
-            x = np.array([float(s[xkey]) for s in pts])
+            pts = sorted(pts, key=lambda s: position(s[xkey]))
+            x = np.array([position(s[xkey]) for s in pts])
             y = np.array([s[f"{metric}_mean"] for s in pts]) * scale
             e = np.array([s[f"{metric}_std"] for s in pts]) * scale
             ax.errorbar(x, y, yerr=np.where(np.isfinite(e), e, 0.0), marker=markers[i % len(markers)],
                         capsize=3, label=label)
+        if ticks:
+            ax.set_xticks(range(len(ticks)), ticks)
         ax.set_xlabel(xkey)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

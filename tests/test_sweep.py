@@ -116,6 +116,20 @@ def test_trials_are_the_product_of_what_varies(tmp_path):
     assert cfg["algorithm"]["lr"] == 2e-4 and cfg["stop"]["iterations"] == 2  # the sweep's `set`
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs" / "sweeps").glob("*.yaml")))
+def test_every_shipped_sweep_file_validates(name):
+    """The sweep files in configs/sweeps resolve (every key known, every value allowed) into the
+    trials their comments describe."""
+    spec = load_sweep(REPO / "configs" / "sweeps" / name)
+    assert spec["num_trials"] >= 2 and spec["points"]
+    if name == "emh_partitioning.yaml":  # Table V's shape: 2 partitionings x 3 models x 2 input models
+        assert len(spec["points"]) == 12 and spec["num_trials"] == 24
+        scenarios = [p["config"]["scenario"] for p in spec["points"].values()]
+        assert {(s["partitioning"], s["model"], s["input_bits_per_element"]) for s in scenarios} == {
+            (p, m, b) for p in ("operator", "vertical") for m in ("resnet50", "googlenet", "mobilenet_v2")
+            for b in (0.5, 8.0)}
+
+
 @pytest.mark.parametrize("grid, ticks", [
     ({"scenario.partition_points": ["pareto", "all"]}, ["pareto", "all"]),
     ({"algorithm.entropy_coeff": [0.0, [[0, 0.03], [1000, 0]]], "scenario.p_max_w": [0.2, 0.3]},

@@ -206,9 +206,15 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     state = json.loads((latest / "splitrl.json").read_text())
     assert 2 <= state["iteration"] <= 4 and (latest / "algorithm").is_dir()
 
+    # a row of an iteration trained after the last checkpoint (lost with the interruption)
+    mlog = tmp_path / "run" / "metrics.jsonl"
+    mlog.write_text(mlog.read_text() + json.dumps({"iteration": state["iteration"] + 1, "env_steps": -1.0}) + "\n")
     res = splitrl("train", str(cfg), "--resume", "run", "--set", f"stop.iterations={state['iteration'] + 1}",
                   "--no-compare", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(line) for line in mlog.read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, state["iteration"] + 2))  # each iteration once
+    assert rows[-1]["env_steps"] > 0
     [run2] = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert run2.info.run_id == run.info.run_id and run2.info.status == "FINISHED"
     done = json.loads((ckpt_root / (ckpt_root / "latest").read_text().strip() / "splitrl.json").read_text())

@@ -190,6 +190,20 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _drop_metrics_after(path: Path, iteration: int) -> None:
+    """Resuming from the checkpoint of ``iteration``: the rows of later iterations (trained after
+    that checkpoint and lost with the interruption) leave metrics.jsonl, which the resumed run
+    continues, so every iteration appears once.  Rewritten atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(keep))
+        tmp.replace(path)
+
+
 def _check_resume_matches(saved: dict, cfg: dict) -> None:
     for section in ("scenario", "algorithm"):
         for key, value in saved[section].items():
@@ -219,6 +233,7 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
         _check_resume_matches(saved["config"], cfg)
         run_dir = ckpt.parent.parent
         state.update({k: saved[k] for k in ("iteration", "env_steps", "time_s")})
+        _drop_metrics_after(run_dir / "metrics.jsonl", state["iteration"])
         if (run_dir / "run.json").is_file():
             run_info = json.loads((run_dir / "run.json").read_text())
     else:

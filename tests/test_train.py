@@ -240,6 +240,18 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     assert run4.info.status == "FINISHED" and run4.data.tags["splitrl.resumed_from_run"] == run3.info.run_id
 
 
+def test_resume_keeps_each_metrics_row_up_to_the_checkpoint_once(tmp_path):
+    from splitrl.platform.train import _drop_metrics_after
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [json.dumps({"iteration": i, "env_steps": 100.0 * i}) + "\n" for i in (1, 2, 3, 4)]
+    path.write_text("".join(rows) + '{"iteration": 5, "env_st')  # the last line cut by a kill
+    _drop_metrics_after(path, 3)
+    assert path.read_text() == "".join(rows[:3])
+    _drop_metrics_after(path, 3)  # nothing to drop: unchanged
+    assert path.read_text() == "".join(rows[:3])
+
+
 @pytest.mark.timeout(300)
 def test_ctrl_c_ends_training_with_130_and_no_traceback(tmp_path):
     import signal

@@ -193,11 +193,19 @@ def _exit_on_sigterm() -> None:
 def _drop_metrics_after(path: Path, iteration: int) -> None:
     """Resuming from the checkpoint of ``iteration``: the rows of later iterations (trained after
     that checkpoint and lost with the interruption) leave metrics.jsonl, which the resumed run
-    continues, so every iteration appears once.  Rewritten atomically."""
+    continues, so every iteration appears once; so does a line cut short by a kill mid-write.
+    Rewritten atomically."""
     if not path.is_file():
         return
+
+    def kept(line: str) -> bool:
+        try:
+            return json.loads(line).get("iteration", 0) <= iteration
+        except ValueError:
+            return False
+
     lines = path.read_text().splitlines(keepends=True)
-    keep = [line for line in lines if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+    keep = [line for line in lines if line.endswith("\n") and kept(line)]
     if len(keep) != len(lines):
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(keep))

@@ -192,6 +192,7 @@ _SCHEDULABLE = {("algorithm", "entropy_coeff"), ("algorithm", "window_entropy_co
 
 
 def _float_or_keep(x):
+    """A string that reads as a number becomes that float; anything else stays as it is."""
     try:
         return float(x) if isinstance(x, str) else x
     except ValueError:
@@ -240,11 +241,8 @@ def _validate_section(section: str, body: dict) -> dict:
         want = _NULLABLE_TYPES.get((section, key), type(default))
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = out[key] = float(value)
-        if want is float and isinstance(value, str):
-            try:
-                value = out[key] = float(value)
-            except ValueError:
-                pass
+        if want is float:  # PyYAML reads 1.5e6 (no exponent sign) as a string
+            value = out[key] = _float_or_keep(value)
         if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
             also = " or a schedule [[0, v0], [env_step, v1], ...]" if (section, key) in _SCHEDULABLE else ""
             raise ConfigError(dotted, f"expected {want.__name__}{also}, got {value!r}")

@@ -170,12 +170,16 @@ def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
 def interrupt_training(tmp_path, sig, at_iteration):
     """`splitrl train` (200 tiny iterations) sent ``sig`` once it reports ``at_iteration``:
     (config path, exit status, stderr)."""
+    import signal
     import time
 
     cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 200})
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # as from a terminal: a shell without job control (`cmd &`, nohup) starts its children with
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: undo that inheritance
     proc = subprocess.Popen([sys.executable, "-m", "splitrl.platform.cli", "train", str(cfg), "--out", "run",
-                             "--no-compare"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env)
+                             "--no-compare"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     deadline = time.time() + 300
     for line in proc.stderr:

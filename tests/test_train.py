@@ -5,6 +5,7 @@ Tiny budgets: 2-device scenarios, 20-period episodes, a few hundred env steps pe
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -170,7 +171,6 @@ def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
 def interrupt_training(tmp_path, sig, at_iteration):
     """`splitrl train` (200 tiny iterations) sent ``sig`` once it reports ``at_iteration``:
     (config path, exit status, stderr)."""
-    import signal
     import time
 
     cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 200})
@@ -195,8 +195,6 @@ def interrupt_training(tmp_path, sig, at_iteration):
 @pytest.mark.timeout(600)
 def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     """SIGTERM mid-training: no RUNNING MLflow run, `latest` names a complete checkpoint, resume works."""
-    import signal
-
     cfg, code, err = interrupt_training(tmp_path, signal.SIGTERM, 3)
     # 128 + SIGTERM and one line each from train and the CLI; not Ray's C++ stack dump and SIGABRT (134)
     assert code == 143, err[-3000:]
@@ -258,8 +256,6 @@ def test_resume_keeps_each_metrics_row_up_to_the_checkpoint_once(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_ctrl_c_ends_training_with_130_and_no_traceback(tmp_path):
-    import signal
-
     _, code, err = interrupt_training(tmp_path, signal.SIGINT, 2)
     assert code == 130, err[-3000:]
     assert "Traceback" not in err and err.rstrip().endswith("splitrl: interrupted")

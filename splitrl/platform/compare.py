@@ -11,6 +11,7 @@ import numpy as np
 
 from splitrl.envs.lyappo import make_lyappo_env
 from splitrl.platform.baselines import Policy
+from splitrl.platform.files import atomic_write_text
 
 #: Metric name -> (table header, scale for display, format).
 COLUMNS = {
@@ -120,9 +121,7 @@ def format_table(result: dict) -> str:
 def write_json(result: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(result, indent=2, default=float) + "\n")
 
 
 def plot(result: dict, path: str | Path) -> None:

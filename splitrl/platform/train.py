@@ -30,6 +30,7 @@ import yaml
 from splitrl.platform.algorithms import EPISODE_METRICS
 from splitrl.platform.config import ConfigError, policy_name
 from splitrl.platform.emh import EPISODE_METRICS as EMH_EPISODE_METRICS
+from splitrl.platform.files import atomic_write_text
 from splitrl.platform.tracking import Tracker, git_commit, run_params
 
 KEEP_CHECKPOINTS = 3
@@ -63,9 +64,7 @@ def save_checkpoint(algo, run_dir: Path, state: dict) -> Path:
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    pointer = ckpt_root / ".latest.tmp"
-    pointer.write_text(name + "\n")
-    pointer.replace(ckpt_root / "latest")
+    atomic_write_text(ckpt_root / "latest", name + "\n")
     old = sorted(p for p in ckpt_root.glob("iter_*") if p.is_dir())[:-KEEP_CHECKPOINTS]
     for p in old:
         shutil.rmtree(p, ignore_errors=True)
@@ -207,9 +206,7 @@ def _drop_metrics_after(path: Path, iteration: int) -> None:
     lines = path.read_text().splitlines(keepends=True)
     keep = [line for line in lines if line.endswith("\n") and kept(line)]
     if len(keep) != len(lines):
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(keep))
-        tmp.replace(path)
+        atomic_write_text(path, "".join(keep))
 
 
 def _check_resume_matches(saved: dict, cfg: dict) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from ray.tune import Callback
 
 from splitrl.platform.config import ALGORITHM_NAMES
+from splitrl.platform.files import atomic_write_text
 from splitrl.tuning.spec import fmt_value
 
 #: Non-numeric or bookkeeping keys of a Tune result that are not logged as metrics.
@@ -35,9 +36,7 @@ class SweepState:
             "mlflow_uri": None, "experiment_id": None, "parent_run_id": None, "trials": {}, "baselines": {}}
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n")
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
 
 
 def curated_metrics(result: dict) -> dict[str, float]:

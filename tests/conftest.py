@@ -14,6 +14,17 @@ import pytest
 VENV_BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray instance (1 CPU, loopback) for the tests of one module."""
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from splitrl.envs.lyappo import LyaPPOEnv
-from splitrl.platform.baselines import FixedPolicy, GreedyPolicy, RandomPolicy
-from splitrl.platform.compare import evaluate_policy
+from splitrl.worlds.lyappo.env import LyaPPOEnv
+from splitrl.worlds.lyappo.baselines import FixedPolicy, GreedyPolicy, RandomPolicy
+from splitrl.worlds.lyappo.evaluate import evaluate_policy
 
 SCEN = {"num_devices": 2, "episode_periods": 60}
 

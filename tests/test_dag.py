@@ -2,8 +2,8 @@
 
 import pytest
 
-from splitrl.envs.dag import OperatorGraph
-from splitrl.envs.dnn import MODELS, PUBLISHED_GMACS, load_profile
+from splitrl.dnn.dag import OperatorGraph
+from splitrl.dnn import MODELS, PUBLISHED_GMACS, load_profile
 
 
 def _ancestors_closure(graph, cut):

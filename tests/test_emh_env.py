@@ -3,17 +3,21 @@
 import numpy as np
 import pytest
 
-from splitrl.envs.emh import EMHWorld, decode_actions, encode_decisions, make_emh_scenario
-from splitrl.envs.emh_env import EMHJointEnv, EMHMultiAgentEnv, _learner_reward, parallel_env
-from splitrl.envs.emh_physics import path_gain, server_load, task_latency_energy, uplink_rates
-from splitrl.envs.scenario import ScenarioError
+from splitrl.worlds.emh.actions import decode_actions, encode_decisions
+
+from splitrl.worlds.emh.scenario import make_emh_scenario
+
+from splitrl.worlds.emh.system import EMHSystem
+from splitrl.worlds.emh.env import EMHJointEnv, EMHMultiAgentEnv, learner_reward, parallel_env
+from splitrl.worlds.emh.physics import path_gain, server_load, task_latency_energy, uplink_rates
+from splitrl.core.errors import ScenarioError
 
 L0 = 0.1
 BASE = {"l0_s": L0}
 
 
 def world(**kw):
-    return EMHWorld(make_emh_scenario({**BASE, **kw}))
+    return EMHSystem(make_emh_scenario({**BASE, **kw}))
 
 
 def test_window_reward_is_eq8_recomputed_from_the_physics():
@@ -155,10 +159,10 @@ def test_joint_env_is_the_devices_actions_concatenated():
 
 def test_learner_reward_compression_is_monotone_and_linear_for_small_costs():
     costs = np.array([0.0, 0.1, 1.0, 5.0, 50.0, 1e4, 1e8])
-    shaped = [_learner_reward({"reward": -c}, (1.0, 20.0)) for c in costs]
+    shaped = [learner_reward({"reward": -c}, (1.0, 20.0)) for c in costs]
     assert all(np.diff(shaped) < 0)
     assert shaped[1] == pytest.approx(-0.1, rel=0.01) and shaped[-1] > -20 * 16
-    assert _learner_reward({"reward": -3.0}, (0.1, None)) == pytest.approx(-0.3)
+    assert learner_reward({"reward": -3.0}, (0.1, None)) == pytest.approx(-0.3)
 
 
 @pytest.mark.parametrize("key,value,fragment", [
@@ -182,7 +186,7 @@ def test_vertical_partitioning_uses_the_layer_chain():
 
 
 def test_transfer_sizes_follow_the_bits_per_element():
-    from splitrl.envs.dnn import load_profile
+    from splitrl.dnn import load_profile
 
     prof = load_profile("resnet50")
     raw = world(input_bits_per_element=8.0, feature_bits_per_element=32.0)
@@ -236,8 +240,8 @@ def test_infos_carry_the_episode_totals():
 
 
 def test_reference_schedules_coordinate_channels_as_documented():
-    from splitrl.envs.emh_physics import path_gain, uplink_rates
-    from splitrl.platform.emh import CSISharing, RoundRobin
+    from splitrl.worlds.emh.physics import path_gain, uplink_rates
+    from splitrl.worlds.emh.baselines import CSISharing, RoundRobin
 
     w = world(fixed_tasks=10)
     w.reset(np.random.default_rng(5))
@@ -261,7 +265,8 @@ def test_reference_schedules_coordinate_channels_as_documented():
 
 
 def test_evaluation_reports_the_mean_and_spread_of_its_seeded_episodes():
-    from splitrl.platform.emh import RoundRobin, evaluate_emh_policy
+    from splitrl.worlds.emh.baselines import RoundRobin
+    from splitrl.worlds.emh.evaluate import evaluate_emh_policy
 
     ev = {"episodes": 1, "fixed_tasks": 12, "fixed_distance_m": None}
     one = [evaluate_emh_policy(RoundRobin(), BASE, {**ev, "seed": s}) for s in (3, 4)]
@@ -351,7 +356,7 @@ def test_raw_inputs_give_operator_only_front_points_but_none_a_lone_task_would_p
 def test_action_gates_mark_exactly_the_entries_that_do_not_act():
     """An entry gated off (slot x >= W) can take any value without changing the window's outcome;
     every entry the gates keep changes it (H-PPO's joint action; per agent it is one block)."""
-    from splitrl.envs.emh import action_gates
+    from splitrl.worlds.emh.actions import action_gates
 
     joint = EMHJointEnv({**BASE, "fixed_tasks": 20})
     s, N = joint.scenario, 3

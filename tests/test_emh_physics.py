@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from splitrl.envs.emh_physics import path_gain, server_load, task_latency_energy, uplink_rates
+from splitrl.worlds.emh.physics import path_gain, server_load, task_latency_energy, uplink_rates
 
 
 def test_path_gain_and_shadowing():

@@ -20,18 +20,8 @@ def _cfg(name, **scenario):
     })
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
-
-
 def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent():
-    from splitrl.platform.emh import module_spec
+    from splitrl.worlds.emh.algorithms import module_spec
 
     multi = module_spec(_cfg("emh-ppo")).build()
     mods = [multi[f"md_{n}"] for n in range(3)]
@@ -50,9 +40,11 @@ def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent()
 
 
 def test_initial_point_prior_follows_nominal_cost():
-    from splitrl.platform.emh import module_spec
+    from splitrl.worlds.emh.algorithms import module_spec
 
-    from splitrl.envs.emh import EMHWorld, make_emh_scenario
+    from splitrl.worlds.emh.scenario import make_emh_scenario
+
+    from splitrl.worlds.emh.system import EMHSystem
 
     cfg = _cfg("emh-ppo")
     multi = module_spec(cfg).build()
@@ -61,7 +53,7 @@ def test_initial_point_prior_follows_nominal_cost():
         logits = m.actor(m.encoder(torch.zeros(1, 9)))[0]
     S = 85
     first_point = logits[5:5 + S].numpy()  # after the window-size branch
-    cost = EMHWorld(make_emh_scenario(cfg["scenario"])).nominal_cost()
+    cost = EMHSystem(make_emh_scenario(cfg["scenario"])).nominal_cost()
     assert int(first_point.argmax()) == int(cost.argmin()) == 0  # the encoded input: the lowest nominal cost
     # the logits start as -cost / T, up to the small contribution of the untrained layers
     np.testing.assert_allclose(first_point - first_point[0], -(cost - cost[0]) / 0.3, atol=0.3)
@@ -69,7 +61,7 @@ def test_initial_point_prior_follows_nominal_cost():
 
 @pytest.mark.parametrize("name", ["emh-ppo", "h-ppo"])
 def test_initial_window_prior_favours_full_windows_and_gates_are_wired(name):
-    from splitrl.platform.emh import module_spec
+    from splitrl.worlds.emh.algorithms import module_spec
 
     for logit, gated in ((2.0, True), (None, False)):
         cfg = _cfg(name)
@@ -89,7 +81,7 @@ def test_initial_window_prior_favours_full_windows_and_gates_are_wired(name):
 
 
 def test_one_training_step_updates_the_shared_encoder_once(ray_local):
-    from splitrl.platform.emh import build_algo_config
+    from splitrl.worlds.emh.algorithms import build_algo_config
 
     algo = build_algo_config(_cfg("emh-ppo")).build_algo()
     try:
@@ -122,11 +114,12 @@ def test_one_training_step_updates_the_shared_encoder_once(ray_local):
 def test_window_entropy_bonus_keeps_the_window_head_exploring(ray_local, name):
     """The same first batch (same seed), one update with and without the window bonus: with it,
     the window-size entropy on fresh states ends higher, and the learner reports it."""
-    from splitrl.envs.emh import EMHWorld, make_emh_scenario
-    from splitrl.platform.emh import build_algo_config
+    from splitrl.worlds.emh.scenario import make_emh_scenario
+    from splitrl.worlds.emh.system import EMHSystem
+    from splitrl.worlds.emh.algorithms import build_algo_config
 
     cfg = _cfg(name)
-    world = EMHWorld(make_emh_scenario(cfg["scenario"]))
+    world = EMHSystem(make_emh_scenario(cfg["scenario"]))
     obs = []
     for seed in range(16):
         world.reset(np.random.default_rng(seed))
@@ -155,8 +148,9 @@ def test_window_entropy_schedule_follows_sampled_env_steps_across_a_restore(ray_
     schedule at the lifetime count of sampled env steps, from the first update on and also in the
     first update after a save and restore into a new algorithm (the count continues there), and
     ``train``'s metrics report it."""
-    from splitrl.platform.emh import build_algo_config
-    from splitrl.platform.train import _metrics
+    from splitrl.worlds.emh.algorithms import build_algo_config
+    from splitrl import worlds
+    from splitrl.platform.loop import curate
 
     span = 1000
     cfg = _cfg("emh-ppo")
@@ -175,7 +169,7 @@ def test_window_entropy_schedule_follows_sampled_env_steps_across_a_restore(ray_
                 assert result["learners"][f"md_{n}"]["curr_window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
                 sched = algo.learner_group._learner.window_entropy_schedulers[f"md_{n}"]
                 assert float(sched.get_current_value()) == pytest.approx(want, abs=1e-6)
-            assert _metrics(result, 0.0, 0.0, 0.0)["learner/window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
+            assert curate(result, worlds.get("emh"), elapsed_s=1.0, steps0=0.0, time0=0.0, reward_scale=1.0)["learner/window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
             seen.append(steps)
             if not restore:
                 algo.save_to_path(str(tmp_path / "ckpt"))
@@ -190,7 +184,7 @@ def test_entropy_schedule_holds_in_the_update_that_uses_it(ray_local, world):
     the schedule at the env steps sampled so far, in the first update too (RLlib alone would still
     hold the initial 1.0 there), for the LyaPPO world's PPO and the EMH learners alike."""
     if world == "lyappo":
-        from splitrl.platform.algorithms import build_algo_config
+        from splitrl.worlds.lyappo.algorithms import build_algo_config
 
         cfg = resolve_config({"scenario": {"num_devices": 2, "episode_periods": 20},
                               "algorithm": {"name": "lyappo", "train_batch_size": 64, "minibatch_size": 32,
@@ -198,7 +192,7 @@ def test_entropy_schedule_holds_in_the_update_that_uses_it(ray_local, world):
                               "stop": {"iterations": 1}, "tracking": {"enabled": False},
                               "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1}})
     else:
-        from splitrl.platform.emh import build_algo_config
+        from splitrl.worlds.emh.algorithms import build_algo_config
 
         cfg = _cfg(world)
     span = 1000
@@ -223,7 +217,7 @@ def test_entropy_schedule_holds_in_the_update_that_uses_it(ray_local, world):
 
 @pytest.mark.parametrize("name", ["h-ppo", "mahppo"])
 def test_baseline_agents_train_one_step(ray_local, name):
-    from splitrl.platform.emh import build_algo_config
+    from splitrl.worlds.emh.algorithms import build_algo_config
 
     algo = build_algo_config(_cfg(name)).build_algo()
     try:
@@ -237,7 +231,8 @@ def test_baseline_agents_train_one_step(ray_local, name):
 def test_a_trained_agent_is_compared_with_its_own_observation_keys():
     """compare takes the physics from its config, but each agent observes the world as it was
     trained to (queue cap, gains); an agent built without gains still runs beside one with them."""
-    from splitrl.platform.emh import TrainedEMHPolicy, evaluate_emh_policy, module_spec
+    from splitrl.worlds.emh.algorithms import TrainedEMHPolicy, module_spec
+    from splitrl.worlds.emh.evaluate import evaluate_emh_policy
 
     cfg = _cfg("emh-ppo", observe_gain=False, queue_obs_cap=20)
     seen = []
@@ -257,7 +252,9 @@ def test_a_trained_agent_is_compared_with_its_own_observation_keys():
 
 
 def test_policy_names_carry_the_agents_variant():
-    from splitrl.platform.config import policy_name
+    from splitrl import worlds
+
+    policy_name = worlds.get("emh").policy_name
 
     assert policy_name(_cfg("emh-ppo")) == "EMH-PPO"
     assert policy_name(_cfg("h-ppo", partitioning="vertical")) == "H-PPO (vertical)"

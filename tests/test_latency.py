@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from splitrl.envs import latency
+from splitrl.worlds.emh import latency
 
 
 def test_server_latency_is_measured_once_and_cached(tmp_path, monkeypatch):

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import splitrl.envs  # noqa: F401  (registers splitrl/LyaPPO-v0)
-from splitrl.envs.channel import shannon_rate
-from splitrl.envs.lyappo import LyaPPOEnv
-from splitrl.envs.scenario import SCENARIO_KEYS, ScenarioError
+import splitrl  # noqa: F401  (registers splitrl/LyaPPO-v0)
+from splitrl.worlds.lyappo.channel import shannon_rate
+from splitrl.worlds.lyappo.env import LyaPPOEnv
+from splitrl.core.errors import ScenarioError
+from splitrl.worlds.lyappo.scenario import SCENARIO_KEYS
 
 SMALL = dict(num_devices=2, episode_periods=20)
 
@@ -175,7 +176,7 @@ def test_raising_lyapunov_weights_lowers_energy_and_raises_backlog():
 
 
 def test_continuous_action_maps_to_partition_points():
-    from splitrl.envs.lyappo import LyaPPOContinuousEnv, continuous_to_partition
+    from splitrl.worlds.lyappo.env import LyaPPOContinuousEnv, continuous_to_partition
 
     nv = np.array([19, 34])
     np.testing.assert_array_equal(continuous_to_partition([-1.0, 1.0], nv), [0, 33])
@@ -189,7 +190,7 @@ def test_continuous_action_maps_to_partition_points():
 
 
 def test_joint_env_allocations_respect_capacities():
-    from splitrl.envs.lyappo import LyaPPOJointEnv
+    from splitrl.worlds.lyappo.env import LyaPPOJointEnv
 
     env = LyaPPOJointEnv(num_devices=2, arrival_rate=2.0, partition_points="all")
     s = env.scenario
@@ -215,7 +216,7 @@ def test_joint_env_allocations_respect_capacities():
 
 
 def test_vector_env_matches_its_single_env_spaces_and_autoresets():
-    from splitrl.envs.lyappo import LyaPPOVectorEnv
+    from splitrl.worlds.lyappo.env import LyaPPOVectorEnv
 
     v = LyaPPOVectorEnv({**SMALL, "episode_periods": 3, "reward_scale": 0.5}, num_envs=3)
     obs, _ = v.reset(seed=4)

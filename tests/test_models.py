@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from splitrl.envs.channel import (average_gain, dbm_per_hz_to_w_per_hz, power_for_rate, rayleigh_gain,
+from splitrl.worlds.lyappo.channel import (average_gain, dbm_per_hz_to_w_per_hz, power_for_rate, rayleigh_gain,
                                   shannon_rate)
-from splitrl.envs.dnn import MODELS, PUBLISHED_GMACS, load_profile, partition_table, trace_profile
+from splitrl.dnn import MODELS, PUBLISHED_GMACS, load_profile, partition_table, trace_profile
 
 
 def test_noise_psd_conversion():

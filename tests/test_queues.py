@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from splitrl.envs.queues import TaskPipeline
+from splitrl.worlds.lyappo.queues import TaskPipeline
 
 
 def _arrive(p, counts, cl, bits, ce, slot):

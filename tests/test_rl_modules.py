@@ -6,9 +6,9 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from splitrl.rl_modules.central import CentralPPOModule
-from splitrl.rl_modules.ddpg import DDPGModule
-from splitrl.rl_modules.distributions import hybrid_dist_cls
+from splitrl.rl.central import CentralPPOModule
+from splitrl.worlds.lyappo.ddpg import DDPGModule
+from splitrl.rl.distributions import hybrid_dist_cls
 
 NVEC = [3, 5, 2]
 C = 4

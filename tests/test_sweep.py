@@ -161,9 +161,9 @@ def test_sweep_figures_take_non_numeric_grid_values_in_grid_order(tmp_path, grid
 def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 
-    from splitrl.platform.baselines import make_baselines
-    from splitrl.platform.compare import evaluate_policy
-    from splitrl.platform.policies import load_trained_policy
+    from splitrl import worlds
+    from splitrl.worlds.lyappo.evaluate import evaluate_policy
+    from splitrl.platform.checkpoints import load_policy as load_trained_policy
 
     out = tmp_path / "smoke"
     proc = subprocess.run([str(VENV_BIN / "splitrl"), "sweep", str(SMOKE), "--out", str(out), "--mlflow-uri",
@@ -182,7 +182,7 @@ def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):
     # the baselines' numbers are the comparison's: the same seeded episodes give the same energy
     point = "f_local_max_hz=1e+09"
     cfg = spec["points"][point]["config"]
-    fix = next(p for p in make_baselines(cfg["evaluation"]) if p.name == "Fix-Cov")
+    fix = next(p for p in worlds.get("lyappo").make_baselines(cfg["evaluation"]) if p.name == "Fix-Cov")
     direct = evaluate_policy(fix, cfg["scenario"], cfg["evaluation"]["episodes"], cfg["evaluation"]["seed"],
                              cfg["evaluation"]["episode_periods"])
     row = next(r for r in base if r["policy"] == "Fix-Cov" and float(r["scenario.f_local_max_hz"]) == 1e9)

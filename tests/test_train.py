@@ -133,7 +133,7 @@ def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
     """An exception inside training leaves no dangling (RUNNING) MLflow run."""
     import ray
 
-    from splitrl.platform import algorithms
+    from splitrl.worlds.lyappo import algorithms
     from splitrl.platform.config import resolve_config
     from splitrl.platform.train import train
 
@@ -243,14 +243,14 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
 
 
 def test_resume_keeps_each_metrics_row_up_to_the_checkpoint_once(tmp_path):
-    from splitrl.platform.train import _drop_metrics_after
+    from splitrl.platform.train import drop_metrics_after
 
     path = tmp_path / "metrics.jsonl"
     rows = [json.dumps({"iteration": i, "env_steps": 100.0 * i}) + "\n" for i in (1, 2, 3, 4)]
     path.write_text("".join(rows) + '{"iteration": 5, "env_st')  # the last line cut by a kill
-    _drop_metrics_after(path, 3)
+    drop_metrics_after(path, 3)
     assert path.read_text() == "".join(rows[:3])
-    _drop_metrics_after(path, 3)  # nothing to drop: unchanged
+    drop_metrics_after(path, 3)  # nothing to drop: unchanged
     assert path.read_text() == "".join(rows[:3])
 
 

@@ -11,7 +11,7 @@ import sys
 
 
 def _cmd_profile(args) -> int:
-    from splitrl.envs import dnn
+    from splitrl import dnn
 
     if args.model not in dnn.MODELS:
         raise _UserError(f"profile: unknown model {args.model!r}; known: {', '.join(sorted(dnn.MODELS))}")
@@ -38,47 +38,43 @@ def _cmd_profile(args) -> int:
     return 0
 
 
-
 def _cmd_compare(args) -> int:
-    from splitrl.platform.compare import write_json
-    from splitrl.platform.config import POLICY_SCENARIO_KEYS, load_config
-    from splitrl.platform.train import make_world_baselines, run_comparison
-
-    # a checkpoint may differ from the compare config in its own variant, not in the physics
-    variant_keys = ("episode_periods", "name") + POLICY_SCENARIO_KEYS
+    from splitrl import worlds
+    from splitrl.platform.checkpoints import checkpoint_config, latest_checkpoint, load_policy
+    from splitrl.platform.compare import compare, format_table, write_json
+    from splitrl.platform.config import load_config
 
     sets = list(args.set or [])
     if args.episodes is not None:
         sets.append(f"evaluation.episodes={args.episodes}")
     cfg = load_config(args.config, sets)
+    world = worlds.of(cfg)
+    # a checkpoint may differ from the compare config in its own variant, not in the physics
+    variant_keys = ("episode_periods", "name", *world.policy_scenario_keys)
     trained = []
-    if args.checkpoint:
-        from splitrl.platform.policies import checkpoint_config, load_trained_policy
-        from splitrl.platform.train import latest_checkpoint
-
-        for path in args.checkpoint:
-            ckpt = latest_checkpoint(path)
-            theirs = checkpoint_config(ckpt)["scenario"]
-            diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in variant_keys]
-            if diff:
-                raise _UserError(f"--checkpoint {path}: trained on a different scenario "
-                                 f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'].get(diff[0])!r})")
-            trained.append(load_trained_policy(ckpt))
-        names = [p.name for p in trained]
-        for i, p in enumerate(trained):  # two checkpoints of one algorithm: keep both, apart
-            if names.count(p.name) > 1:
-                p.name = f"{p.name} #{names[:i + 1].count(p.name)}"
-    policies = trained + make_world_baselines(cfg)
+    for path in args.checkpoint or []:
+        ckpt = latest_checkpoint(path)
+        theirs = checkpoint_config(ckpt)["scenario"]
+        diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in variant_keys]
+        if diff:
+            raise _UserError(f"--checkpoint {path}: trained on a different scenario "
+                             f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'].get(diff[0])!r})")
+        trained.append(load_policy(ckpt))
+    names = [p.name for p in trained]
+    for i, p in enumerate(trained):  # two checkpoints of one algorithm: keep both, apart
+        if names.count(p.name) > 1:
+            p.name = f"{p.name} #{names[:i + 1].count(p.name)}"
+    policies = trained + world.make_baselines(cfg["evaluation"])
     log = (lambda msg: print(msg, file=sys.stderr, flush=True))
     log(f"comparing {len(policies)} policies on {cfg['evaluation']['episodes']} seeded episodes "
         f"of scenario {cfg['scenario']['name']}")
-    result, table, plot = run_comparison(policies, cfg, log)
-    print(table)
+    result = compare(policies, cfg, log)
+    print(format_table(result, world))
     if args.json:
         write_json(result, args.json)
         log(f"wrote {args.json}")
     if args.plot:
-        plot(result, args.plot)
+        world.plot(result, args.plot)
         log(f"wrote {args.plot}")
     return 0
 
@@ -97,30 +93,55 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from splitrl.platform.compare import evaluate_policy, write_json
+    from splitrl import worlds
+    from splitrl.platform.checkpoints import checkpoint_config, latest_checkpoint, load_policy
+    from splitrl.platform.compare import write_json
     from splitrl.platform.config import resolve_config
-    from splitrl.platform.policies import checkpoint_config, load_trained_policy
-    from splitrl.platform.train import latest_checkpoint
 
     ckpt = latest_checkpoint(args.checkpoint)
     cfg = resolve_config(checkpoint_config(ckpt), list(args.set or []))
+    world = worlds.of(cfg)
     ev = cfg["evaluation"]
-    episodes = args.episodes or ev["episodes"]
-    policy = load_trained_policy(ckpt)
-    if cfg["scenario"].get("world") == "emh":
-        from splitrl.platform.emh import evaluate_emh_policy
-
-        m = evaluate_emh_policy(policy, cfg["scenario"], {**ev, "episodes": episodes})
-        keys = ("latency", "energy", "reward", "waiting", "device_share")
-    else:
-        m = evaluate_policy(policy, cfg["scenario"], episodes, ev["seed"], ev["episode_periods"])
-        keys = ("energy", "energy_local", "energy_tx", "backlog", "partition", "latency", "throughput", "reward")
-    result = {"checkpoint": str(ckpt), "policy": policy.name, "episodes": episodes, "seed": ev["seed"], "metrics": m}
-    print(f"{policy.name} ({ckpt}) on {episodes} seeded episodes:")
-    for key in keys:
-        print(f"  {key:<13} {m[key]:.6g}")
+    if args.episodes is not None:
+        ev["episodes"] = args.episodes
+    policy = load_policy(ckpt)
+    m = world.evaluate(policy, cfg["scenario"], ev)
+    result = {"checkpoint": str(ckpt), "policy": policy.name, "episodes": ev["episodes"], "seed": ev["seed"],
+              "metrics": m}
+    print(f"{policy.name} ({ckpt}) on {ev['episodes']} seeded episodes:")
+    for metric in world.metrics:
+        if metric.key in m:
+            print(f"  {metric.key:<16} {metric.show(m[metric.key]):>10} {metric.unit}".rstrip())
     if args.json:
         write_json(result, args.json)
+    return 0
+
+
+def _cmd_config(args) -> int:
+    from splitrl import worlds
+    from splitrl.platform.config import explain, explain_markdown
+
+    names = [args.world] if args.world else list(worlds.names())
+    for name in names:
+        worlds.get(name)  # an unknown world is one line naming the registered ones
+    if args.format == "markdown":
+        print("\n".join(explain_markdown(n) for n in names), end="")
+        return 0
+    if args.format == "json":
+        json.dump({n: explain(n) for n in names}, sys.stdout, indent=1, default=str)
+        print()
+        return 0
+    for name in names:
+        world = worlds.get(name)
+        print(f"scenario.world: {name}  ({world.title}: {world.doc})")
+        for section, rows in explain(name).items():
+            print(f"  {section}")
+            for r in rows:
+                unit = f" [{r['unit']}]" if r["unit"] else ""
+                print(f"    {r['key']:<26} {r['type']:<28} default {r['default']!r}{unit}")
+                if r["doc"]:
+                    print(f"      {r['doc']}")
+        print()
     return 0
 
 
@@ -151,12 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                                  "mobilenet_v2, googlenet)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--points", choices=("layer", "operator"), default="layer",
-                   help="table of layer-level (LyaPPO) or operator-grained (EMH-PPO) points")
+                   help="table of layer-level (one tensor crosses) or operator-grained (any cut of the DAG) points")
     p.add_argument("--input-shape", type=int, nargs=3, default=(3, 224, 224), metavar=("C", "H", "W"))
     p.add_argument("--save", action="store_true", help="rewrite the cached profile in the package")
     p.set_defaults(func=_cmd_profile)
 
-    t = sub.add_parser("train", help="train an agent (LyaPPO, PPO, DDPG-Cov) with RLlib, tracked in MLflow")
+    t = sub.add_parser("train", help="train an agent of the config's world with RLlib, tracked in MLflow")
     t.add_argument("config", nargs="?", default=None, help="YAML config (default: built-in defaults)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<run name>-<time>)")
@@ -186,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", metavar="FILE", help="write a PNG chart")
     c.set_defaults(func=_cmd_compare)
 
+    g = sub.add_parser("config", help="list every config key of a world: type, default, unit, meaning")
+    g.add_argument("--explain", action="store_true", help="(the default) explain the keys")
+    g.add_argument("world", nargs="?", help="a world (scenario.world); default: every registered world")
+    g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    g.set_defaults(func=_cmd_config)
+
     w = sub.add_parser("sweep", help="run a Ray Tune sweep (scenario grid, algorithms, seeds, search space), "
                                      "tracked in MLflow as a parent run with a child per trial")
     w.add_argument("sweep", help="sweep YAML (see configs/sweeps/)")
@@ -214,7 +241,7 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from splitrl.platform.config import ConfigError
+    from splitrl.core.errors import ConfigError
 
     _quiet_libraries()
 

@@ -17,30 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from splitrl.tuning.spec import EVAL_METRICS, TRAIN_METRICS, fmt_value
+from splitrl import worlds
+from splitrl.tuning.spec import eval_metrics, fmt_value, train_metrics
 
-#: Axis labels and display scales of evaluation metrics, per world.
-LABELS = {"lyappo": {"energy": ("average device energy [mJ/slot]", 1e3), "backlog": ("average backlog [s]", 1.0),
-                     "latency": ("average task latency [s]", 1.0), "reward": ("episode return", 1.0),
-                     "energy_local": ("local energy [mJ/slot]", 1e3), "energy_tx": ("transmit energy [mJ/slot]", 1e3),
-                     "partition": ("partition point k/K", 1.0), "throughput": ("tasks/s", 1.0)},
-          "emh": {"latency": ("total inference latency [s]", 1.0), "energy": ("energy per task [mJ]", 1e3),
-                  "reward": ("average episode reward", 1.0), "waiting": ("waiting per task [ms]", 1e3),
-                  "device_share": ("share of MACs on devices", 1.0)}}
+def _labels(spec: dict) -> dict[str, tuple[str, float]]:
+    """Axis label (with the display unit) and display scale of every evaluation metric."""
+    return {m.key: (m.axis_label, m.scale) for m in worlds.get(spec["world"]).metrics}
 
 
 def trial_row(spec: dict, config: dict, metrics: dict, status: str, trial_id: str) -> dict[str, Any]:
-    from splitrl.platform.config import policy_name
-
+    world = worlds.get(spec["world"])
     point = spec["points"][config["point"]]
-    name = policy_name({"algorithm": {"name": config["algorithm.name"]}, "scenario": point["config"]["scenario"]})
+    name = world.policy_name({"algorithm": {"name": config["algorithm.name"]}, "scenario": point["config"]["scenario"]})
     row = {"kind": "trial", "policy": name, **point["values"],
            **{k: config.get(k) for k in spec["search"]}, "seed": config["algorithm.seed"], "status": status,
            "trial_id": trial_id, "node_id": metrics.get("node_id", "")}
-    for key in TRAIN_METRICS[spec["world"]] + ("env_steps", "time_s", "iteration"):
+    for key in train_metrics(world) + ("env_steps", "time_s", "iteration"):
         if key in metrics:
             row[f"train/{key}"] = metrics[key]
-    for key in EVAL_METRICS[spec["world"]]:
+    for key in eval_metrics(world):
         row[f"eval/{key}"] = metrics.get(f"eval/{key}", float("nan"))
     if status == "FINISHED" and not any(k.startswith("eval/") for k in metrics):
         row["status"] = "STOPPED"  # stopped early by the scheduler (ASHA): no evaluation
@@ -50,7 +45,7 @@ def trial_row(spec: dict, config: dict, metrics: dict, status: str, trial_id: st
 def baseline_row(spec: dict, point_key: str, name: str, metrics: dict) -> dict[str, Any]:
     row = {"kind": "baseline", "policy": name, **spec["points"][point_key]["values"],
            **{k: "" for k in spec["search"]}, "seed": "", "status": "FINISHED", "trial_id": "", "node_id": ""}
-    for key in EVAL_METRICS[spec["world"]]:
+    for key in eval_metrics(worlds.get(spec["world"])):
         row[f"eval/{key}"] = metrics.get(key, float("nan"))
     return row
 
@@ -78,7 +73,7 @@ def summarize(spec: dict, rows: list[dict]) -> list[dict]:
     for group in groups.values():
         s = {k: group[0].get(k, "") for k in keys}
         s["n"] = len(group)
-        for metric in EVAL_METRICS[spec["world"]]:
+        for metric in eval_metrics(worlds.get(spec["world"])):
             vals = np.array([float(r[f"eval/{metric}"]) for r in group], dtype=float)
             vals = vals[np.isfinite(vals)]
             s[f"{metric}_mean"] = float(vals.mean()) if vals.size else float("nan")
@@ -114,7 +109,7 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
         label = s["policy"] + "".join(f", {k.split('.')[-1]}={s[k]}" for k in others)
         lines.setdefault(label, []).append(s)
     paths = []
-    labels = LABELS[spec["world"]]
+    labels = _labels(spec)
     markers = "osD^vP*X<>"
     for metric in spec["plot_metrics"]:
         ylabel, scale = labels.get(metric, (metric, 1.0))
@@ -143,7 +138,7 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
 def format_summary(spec: dict, summary: list[dict]) -> str:
     keys = ["policy", *spec["grid"], *spec["search"]]
     metrics = spec["plot_metrics"]
-    labels = LABELS[spec["world"]]
+    labels = _labels(spec)
     header = [k.split(".")[-1] for k in keys] + [labels.get(m, (m,))[0] for m in metrics] + ["n"]
     rows = [header]
     for s in sorted(summary, key=lambda s: tuple(str(s[k]) for k in keys[1:]) + (s["policy"],)):

@@ -36,28 +36,26 @@ from typing import Any
 
 import yaml
 
-from splitrl.platform.config import (
-    WORLD_ALGORITHMS,
-    WORLD_BASELINES,
-    ConfigError,
-    _apply,
-    resolve_config,
-)
+from splitrl import worlds
+from splitrl.core.errors import ConfigError
+from splitrl.platform.config import apply_override, resolve_config
 
 SWEEP_KEYS = ("name", "description", "base", "set", "grid", "algorithms", "seeds", "search", "num_samples",
               "baselines", "metric", "mode", "scheduler", "max_concurrent", "plot_metrics")
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform")
 SCHEDULERS = ("fifo", "asha")
-#: Training metrics a trial reports every iteration (scheduler / best-checkpoint metric), per world.
-TRAIN_METRICS = {"lyappo": ("episode_return_mean", "energy", "backlog", "latency", "throughput"),
-                 "emh": ("episode_return_mean", "latency", "energy", "waiting", "device_share")}
-#: Evaluation metrics (the comparison's), per world, and the default figure metrics.
-EVAL_METRICS = {"lyappo": ("energy", "energy_local", "energy_tx", "backlog", "partition", "latency",
-                           "throughput", "reward"),
-                "emh": ("latency", "energy", "reward", "waiting", "device_share")}
-PLOT_METRICS = {"lyappo": ("energy", "backlog"), "emh": ("latency", "energy", "reward")}
 #: Keys the sweep sets itself (``algorithms``, ``seeds``); not allowed in ``grid`` or ``search``.
 _OWN_KEYS = ("algorithm.name", "algorithm.seed")
+
+
+def train_metrics(world) -> tuple[str, ...]:
+    """Metrics a trial reports every iteration (the scheduler's and best checkpoint's choices)."""
+    return ("episode_return_mean", *world.train_metric_keys())
+
+
+def eval_metrics(world) -> tuple[str, ...]:
+    """Evaluation metrics of a trial (``eval/<metric>``, the comparison's)."""
+    return tuple(m.key for m in world.metrics)
 
 
 def _err(key: str, message: str) -> ConfigError:
@@ -69,7 +67,7 @@ def _resolve(raw: dict, overrides: dict[str, Any], where: str) -> dict:
     cfg = copy.deepcopy(raw)
     try:
         for key, value in overrides.items():
-            _apply(cfg, key, value)
+            apply_override(cfg, key, value)
         return resolve_config(cfg)
     except ConfigError as exc:
         raise _err(where, str(exc)) from None
@@ -160,9 +158,9 @@ def validate_sweep(raw: dict, root: Path) -> dict:
         raise _err("set", f"expected a mapping of dotted keys to values, got {sets!r}")
     base = copy.deepcopy(base)
     for key, value in sets.items():
-        _apply(base, _check_dotted(key, "set"), value)
+        apply_override(base, _check_dotted(key, "set"), value)
     cfg0 = _resolve(base, {}, "set" if sets else "base")
-    world = cfg0["scenario"].get("world", "lyappo")
+    world = worlds.of(cfg0)
 
     name = raw.get("name") or base_path.stem
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
@@ -182,9 +180,9 @@ def validate_sweep(raw: dict, root: Path) -> dict:
     if not isinstance(algorithms, list) or len(set(algorithms)) != len(algorithms):
         raise _err("algorithms", f"expected a list of distinct algorithm names, got {algorithms!r}")
     for a in algorithms:
-        if a not in WORLD_ALGORITHMS[world]:
-            raise _err("algorithms", f"{a!r} does not run in world {world!r}; expected some of "
-                                     f"{', '.join(WORLD_ALGORITHMS[world])}")
+        if a not in world.algorithm_names():
+            raise _err("algorithms", f"{a!r} does not run in world {world.name!r}; expected some of "
+                                     f"{', '.join(world.algorithm_names())}")
     seeds = raw.get("seeds") if raw.get("seeds") is not None else [cfg0["algorithm"]["seed"]]
     if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
             or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
@@ -214,16 +212,17 @@ def validate_sweep(raw: dict, root: Path) -> dict:
         points[point_key(point)] = {"values": point, "config": _resolve(base, point, "grid") if point else cfg0}
 
     baselines = raw.get("baselines", None)
-    allowed_b = WORLD_BASELINES[world]
+    allowed_b = tuple(world.baselines)
     if baselines is None:
         baselines = list(cfg0["evaluation"]["baselines"] or allowed_b)
     if not isinstance(baselines, list) or any(b not in allowed_b for b in baselines):
-        raise _err("baselines", f"expected a list of some of {', '.join(allowed_b)} (world {world!r}), "
+        raise _err("baselines", f"expected a list of some of {', '.join(allowed_b)} (world {world.name!r}), "
                                 f"got {baselines!r}")
 
     metric = raw.get("metric", "episode_return_mean")
-    if metric not in TRAIN_METRICS[world]:
-        raise _err("metric", f"expected one of {', '.join(TRAIN_METRICS[world])} (world {world!r}), got {metric!r}")
+    if metric not in train_metrics(world):
+        raise _err("metric", f"expected one of {', '.join(train_metrics(world))} (world {world.name!r}), "
+                             f"got {metric!r}")
     mode = raw.get("mode", "max" if metric == "episode_return_mean" else "min")
     if mode not in ("min", "max"):
         raise _err("mode", f"expected min or max, got {mode!r}")
@@ -247,16 +246,16 @@ def validate_sweep(raw: dict, root: Path) -> dict:
     if max_conc is not None and (isinstance(max_conc, bool) or not isinstance(max_conc, int) or max_conc < 1):
         raise _err("max_concurrent", f"expected an integer >= 1 or null, got {max_conc!r}")
 
-    plot_metrics = raw.get("plot_metrics") or list(PLOT_METRICS[world])
-    if not isinstance(plot_metrics, list) or any(m not in EVAL_METRICS[world] for m in plot_metrics):
-        raise _err("plot_metrics", f"expected a list of some of {', '.join(EVAL_METRICS[world])}, got {plot_metrics!r}")
+    plot_metrics = raw.get("plot_metrics") or [m.key for m in world.metrics if m.plot]
+    if not isinstance(plot_metrics, list) or any(m not in eval_metrics(world) for m in plot_metrics):
+        raise _err("plot_metrics", f"expected a list of some of {', '.join(eval_metrics(world))}, got {plot_metrics!r}")
 
     search_combos = math.prod(len(s["values"]) for s in search.values() if s["kind"] == "grid")
     return {
         "name": name, "description": raw.get("description", ""), "base": str(base_path), "set": sets,
         "grid": grid, "algorithms": algorithms, "seeds": seeds, "search": search, "num_samples": num_samples,
         "baselines": baselines, "metric": metric, "mode": mode, "scheduler": sched, "max_concurrent": max_conc,
-        "plot_metrics": plot_metrics, "world": world, "base_config": base, "points": points,
+        "plot_metrics": plot_metrics, "world": world.name, "base_config": base, "points": points,
         "num_trials": len(points) * len(algorithms) * len(seeds) * num_samples * search_combos,
     }
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from splitrl.platform.config import ConfigError
+from splitrl.core.errors import ConfigError
 from splitrl.tuning import aggregate
 from splitrl.tuning.spec import fmt_value, spec_fingerprint
 from splitrl.tuning.tracking import SweepCallback, SweepState, Tracking, point_params
@@ -107,7 +107,7 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
     from ray import tune
 
     from splitrl.platform.tracking import default_uri
-    from splitrl.platform.train import _init_ray
+    from splitrl.platform.train import init_ray
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     # Tune warns whenever checkpoints (kept: 2 per trial) force state snapshots; frequent by design
@@ -122,7 +122,7 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
         raise ConfigError(str(out), "output directory exists and is not empty (use --resume to continue it)")
 
     cfg0 = next(iter(spec["points"].values()))["config"]
-    _init_ray(cfg0, address)
+    init_ray(cfg0, address)
     if threading.current_thread() is threading.main_thread():
         # `ray job stop` and Kubernetes send SIGTERM: stop as on Ctrl-C, so Tune saves its state for
         # --resume (installed after ray.init, whose own SIGTERM handler would abort the process)
@@ -243,6 +243,3 @@ def _run_baselines(spec: dict, state: SweepState, tracking: Tracking, log) -> li
             state.save()
             log(f"baseline {name}: {spec['plot_metrics'][0]} {metrics.get(spec['plot_metrics'][0], float('nan')):.6g}")
     return [aggregate.baseline_row(spec, pk, b, done[f"{pk}|{b}"]) for pk in spec["points"] for b in spec["baselines"]]
-
-
-

@@ -17,8 +17,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from splitrl.platform.config import ALGORITHM_NAMES
-from splitrl.platform.files import atomic_write_text
+from splitrl import worlds
+from splitrl.core.files import atomic_write_text
 from splitrl.tuning.spec import fmt_value
 
 #: Non-numeric or bookkeeping keys of a Tune result that are not logged as metrics.
@@ -57,8 +57,8 @@ def point_params(spec: dict, point_key: str, policy: str, seed: str) -> dict[str
 
 
 def trial_params(spec: dict, config: dict) -> dict[str, str]:
-    params = point_params(spec, config["point"], ALGORITHM_NAMES[config["algorithm.name"]],
-                          str(config["algorithm.seed"]))
+    title = worlds.get(spec["world"]).algorithm(config["algorithm.name"]).title
+    params = point_params(spec, config["point"], title, str(config["algorithm.seed"]))
     params.update({k: str(v) for k, v in config.items() if k in spec["search"]})
     return params
 

@@ -1,8 +1,9 @@
-"""One sweep trial: train an RLlib algorithm on one scenario point, report to Tune, evaluate at the end.
+"""One sweep trial: train a world's RLlib algorithm on one scenario point, report to Tune, evaluate at the end.
 
-A trial is a Tune function trainable.  It reports the curated training metrics of
-:func:`splitrl.platform.train._metrics` every iteration, a checkpoint (RLlib checkpoint +
-``splitrl.json``, the same layout as ``splitrl train``'s) every ``resources.checkpoint_every``
+A trial is a Tune function trainable running the same loop as ``splitrl train``
+(:func:`splitrl.platform.loop.training_iterations`).  It reports the curated training metrics
+every iteration, a checkpoint (the layout of ``splitrl train``'s, written by
+:func:`splitrl.platform.checkpoints.write_checkpoint`) every ``resources.checkpoint_every``
 iterations and at the end, and in its last report the evaluation of the final policy on the
 seeded evaluation episodes as ``eval/<metric>``, plus the node it ran on (``node_id``).
 """
@@ -14,11 +15,11 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from splitrl.platform.config import _apply, resolve_config
+from splitrl import worlds
+from splitrl.platform.config import apply_override, resolve_config
 
 #: Tune config keys that are not config overrides.
 POINT = "point"
@@ -27,17 +28,10 @@ POINT = "point"
 def trial_config(points: dict, config: dict[str, Any]) -> dict:
     """The resolved run config of a trial: its scenario point's config with the trial's keys applied."""
     raw = copy.deepcopy(points[config[POINT]]["config"])
-    for key, value in config.items():
-        if key != POINT:
-            _apply(raw, key, value)
+    for name, value in config.items():
+        if name != POINT:
+            apply_override(raw, name, value)
     return resolve_config(raw)
-
-
-def _save(algo, state: dict, cfg: dict) -> str:
-    d = tempfile.mkdtemp(prefix="splitrl-ckpt-")
-    algo.save_to_path(str(Path(d, "algorithm").resolve()))
-    Path(d, "splitrl.json").write_text(json.dumps({**state, "config": cfg}, indent=1, default=str) + "\n")
-    return d
 
 
 def run_trial(config: dict[str, Any], points: dict, metric: str) -> None:
@@ -46,19 +40,18 @@ def run_trial(config: dict[str, Any], points: dict, metric: str) -> None:
     import torch
     from ray import tune
 
-    from splitrl.platform.policies import load_trained_policy
-    from splitrl.platform.train import _metrics, _should_stop, run_comparison
+    from splitrl.platform.checkpoints import load_policy, write_checkpoint
+    from splitrl.platform.compare import compare
+    from splitrl.platform.loop import new_state, training_iterations
+    from splitrl.platform.train import eval_metrics
 
     cfg = trial_config(points, config)
-    if cfg["scenario"].get("world") == "emh":
-        from splitrl.platform.emh import build_algo_config
-    else:
-        from splitrl.platform.algorithms import build_algo_config
+    world = worlds.of(cfg)
     # one thread per CPU this trial holds (its bundle), not per core of the node
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     node_id = ray.get_runtime_context().get_node_id()
-    algo = build_algo_config(cfg).build_algo()
-    state = {"iteration": 0, "env_steps": 0.0, "time_s": 0.0}
+    algo = world.build_algorithm(cfg).build_algo()
+    state = new_state()
     try:
         ckpt = tune.get_checkpoint()
         if ckpt is not None:
@@ -66,44 +59,33 @@ def run_trial(config: dict[str, Any], points: dict, metric: str) -> None:
                 algo.restore_from_path(str(Path(d, "algorithm").resolve()))
                 saved = json.loads(Path(d, "splitrl.json").read_text())
             state.update({k: saved[k] for k in state})
-        t_start, steps0, time0 = time.perf_counter(), state["env_steps"], state["time_s"]
         every = cfg["resources"]["checkpoint_every"]
         score = float("nan")  # the sweep metric is in every report (carried forward until an episode ends)
-        while True:
-            result = algo.train()
-            state["iteration"] += 1
-            metrics = _metrics(result, t_start, steps0, time0, cfg["algorithm"]["reward_scale"])
-            state["env_steps"], state["time_s"] = metrics["env_steps"], metrics["time_s"]
-            last = _should_stop(cfg["stop"], state)
+        for metrics, last in training_iterations(algo, cfg, world, state):
             score = metrics.get(metric, score)
-            report = {**metrics, metric: score, "iteration": state["iteration"]}
-            if last:
-                d = _save(algo, state, cfg)
-                policy = load_trained_policy(d)
-                res, _, _ = run_comparison([policy], cfg, None)
-                m = res["policies"][policy.name]
-                report.update({f"eval/{k}": float(v) for k, v in m.items() if isinstance(v, (int, float))})
-                report["node_id"] = node_id
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
-                shutil.rmtree(d, ignore_errors=True)
-                return
-            if state["iteration"] % every == 0:
-                d = _save(algo, state, cfg)
-                tune.report({**report, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(d))
-                shutil.rmtree(d, ignore_errors=True)
-            else:
-                tune.report({**report, "node_id": node_id})
+            report = {**metrics, metric: score, "iteration": state["iteration"], "node_id": node_id}
+            if not (last or state["iteration"] % every == 0):
+                tune.report(report)
+                continue
+            tmp = Path(tempfile.mkdtemp(prefix="splitrl-trial-"))
+            try:
+                d = write_checkpoint(algo, tmp / "checkpoint", state, cfg)
+                if last:
+                    policy = load_policy(d)
+                    result = compare([policy], cfg)
+                    report.update(eval_metrics(result["policies"][policy.name]))
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(d)))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
         algo.stop()
 
 
 def evaluate_baselines(cfg: dict, names: list[str]) -> dict:
     """Evaluation metrics of the named non-learning baselines on ``cfg``'s scenario point."""
-    from splitrl.platform.train import make_world_baselines, run_comparison
+    from splitrl.platform.compare import compare
 
-    ev = {**cfg["evaluation"], "baselines": names}
-    cfg = {**cfg, "evaluation": ev}
-    policies = [p for p in make_world_baselines(cfg) if p.name in names]
-    res, _, _ = run_comparison(policies, cfg, None)
+    cfg = {**cfg, "evaluation": {**cfg["evaluation"], "baselines": names}}
+    result = compare(worlds.of(cfg).make_baselines(cfg["evaluation"]), cfg)
     return {name: {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
-            for name, m in res["policies"].items()}
+            for name, m in result["policies"].items()}

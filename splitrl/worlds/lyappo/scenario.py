@@ -15,29 +15,24 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from splitrl.core.errors import ScenarioError
+from splitrl.core.validation import as_number, check_ranges
+from splitrl.dnn import available_models, partition_table
+
 from .channel import average_gain, dbm_per_hz_to_w_per_hz
-from .dnn import available_models, partition_table
-
-
-class ScenarioError(ValueError):
-    """A scenario key has a bad value; ``key`` names it."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"scenario.{key}: {message}")
 
 
 @dataclass(frozen=True)
 class LyaPPOScenario:
     """Parameters of the MEC-assisted XR inference system (LyaPPO Section III, Table II)."""
 
-    world: str = "lyappo"                      # which world a config describes (lyappo | emh)
-    name: str = "lyappo-table2"
-    num_devices: int = 4                       # M
+    world: str = "lyappo"                      # the world (splitrl.worlds.names())
+    name: str = "lyappo-table2"                # the scenario's name (run names, tables)
+    num_devices: int = 4                       # M: XR devices
     services_per_device: int = 2               # N_m (the same service set on every device)
     models: tuple[str, ...] = ("resnet50", "mobilenet_v2")  # one torchvision profile per service
-    slots_per_period: int = 10                 # G
-    slot_seconds: float = 0.01                 # tau [s]
+    slots_per_period: int = 10                 # G: slots per partition-adjustment period
+    slot_seconds: float = 0.01                 # tau: slot length [s]
     episode_periods: int = 200                 # partition-adjustment periods per episode
     arrival_rate: float = 1.0                  # lambda [tasks/s per service], Poisson per slot
     cycles_per_mac: float = 0.12               # rho [cycles/MAC]
@@ -53,7 +48,7 @@ class LyaPPOScenario:
     carrier_hz: float = 915e6                  # f_c
     path_loss_exponent: float = 3.0            # d_e
     distance_min_m: float = 150.0              # d_m ~ U[min, max], drawn per episode
-    distance_max_m: float = 250.0
+    distance_max_m: float = 250.0              # upper end of the distance draw [m]
     lyapunov_weight_local: float = 1e18        # U^l (V_1) [cycles^2 / J]
     lyapunov_weight_tx: float = 1e13           # U^t (V_2) [bits^2 / J]
     reward_energy_weight: float = 1.0          # omega_1, per unit of device power / p_max
@@ -108,42 +103,6 @@ _NONNEG = ("lyapunov_weight_local", "lyapunov_weight_tx", "reward_energy_weight"
            "reward_backlog_weight")
 
 
-def _as_number(key: str, value: Any, integer: bool = False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        if isinstance(value, str):
-            try:
-                value = float(value) if not integer else int(value)
-            except ValueError:
-                raise ScenarioError(key, f"expected a number, got {value!r}") from None
-        else:
-            raise ScenarioError(key, f"expected a number, got {type(value).__name__} {value!r}")
-    if integer:
-        if float(value) != int(value):
-            raise ScenarioError(key, f"expected an integer, got {value!r}")
-        return int(value)
-    value = float(value)
-    if not math.isfinite(value):
-        raise ScenarioError(key, f"expected a finite number, got {value!r}")
-    return value
-
-
-def check_ranges(values: dict, positive_int=(), positive=(), nonneg=()) -> None:
-    """Coerce ``values[key]`` in place to int (``positive_int``, >= 1) or float (``positive``,
-    > 0; ``nonneg``, >= 0), raising :class:`ScenarioError` naming the key."""
-    for key in positive_int:
-        values[key] = _as_number(key, values[key], integer=True)
-        if values[key] < 1:
-            raise ScenarioError(key, f"must be >= 1, got {values[key]}")
-    for key in positive:
-        values[key] = _as_number(key, values[key])
-        if values[key] <= 0:
-            raise ScenarioError(key, f"must be > 0, got {values[key]}")
-    for key in nonneg:
-        values[key] = _as_number(key, values[key])
-        if values[key] < 0:
-            raise ScenarioError(key, f"must be >= 0, got {values[key]}")
-
-
 def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: bool = True,
                   base: LyaPPOScenario | None = None) -> LyaPPOScenario:
     """Validate ``overrides`` on top of ``base`` (Table II defaults) and return the scenario."""
@@ -155,7 +114,7 @@ def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: boo
         values[key] = value
 
     check_ranges(values, _POSITIVE_INT, _POSITIVE, _NONNEG)
-    values["noise_dbm_per_hz"] = _as_number("noise_dbm_per_hz", values["noise_dbm_per_hz"])
+    values["noise_dbm_per_hz"] = as_number("noise_dbm_per_hz", values["noise_dbm_per_hz"])
     if values["world"] != "lyappo":
         raise ScenarioError("world", f"expected 'lyappo', got {values['world']!r}")
     if not isinstance(values["name"], str) or not values["name"]:
@@ -187,7 +146,7 @@ def make_scenario(overrides: Mapping[str, Any] | None = None, *, check_load: boo
     bw = values["backlog_weights"]
     if not isinstance(bw, (list, tuple)) or len(bw) != 3:
         raise ScenarioError("backlog_weights", f"expected 3 numbers (local, tx, edge), got {bw!r}")
-    values["backlog_weights"] = tuple(_as_number("backlog_weights", x) for x in bw)
+    values["backlog_weights"] = tuple(as_number("backlog_weights", x) for x in bw)
     if min(values["backlog_weights"]) < 0:
         raise ScenarioError("backlog_weights", f"must be >= 0, got {bw!r}")
 

@@ -1,24 +1,15 @@
 """Non-learning partition policies over the LyaPPO env; every one uses the exact allocators.
 
-A policy is called once per partition-adjustment period with the (unwrapped) env and returns the
-``MultiDiscrete`` action.  All randomness comes from a generator seeded in :meth:`Policy.reset`.
+A policy (:class:`~splitrl.worlds.base.Policy`) is called once per partition-adjustment period with
+the (unwrapped) :class:`~splitrl.worlds.lyappo.env.LyaPPOEnv` and returns the ``MultiDiscrete``
+action.  All randomness comes from a generator seeded in :meth:`Policy.reset`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from splitrl.envs.lyappo import LyaPPOEnv
-
-
-class Policy:
-    name = "policy"
-
-    def reset(self, env: LyaPPOEnv, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def act(self, env: LyaPPOEnv, obs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+from splitrl.worlds.base import Policy
 
 
 class FixedPolicy(Policy):
@@ -103,14 +94,23 @@ class GreedyPolicy(Policy):
         return current.reshape(-1)
 
 
-def make_baselines(evaluation: dict) -> list[Policy]:
-    """The baselines named in ``evaluation["baselines"]``, configured from that section."""
-    table = {
-        "Fix-Cov": lambda: FixedPolicy(evaluation["fixed_partition"]),
-        "Random-Cov": RandomPolicy,
-        "Local-only": lambda: FixedPolicy("local", name="Local-only"),
-        "Edge-only": lambda: FixedPolicy("edge", name="Edge-only"),
-        "Greedy-Cov": lambda: GreedyPolicy(evaluation["greedy_lookahead_periods"], evaluation["greedy_sweeps"],
-                                           evaluation["greedy_terminal_cost"]),
-    }
-    return [table[name]() for name in evaluation["baselines"]]
+# Factories of the world's baselines (``LyaPPOWorld.baselines``), configured from the evaluation section.
+def fix_cov(evaluation: dict) -> Policy:
+    return FixedPolicy(evaluation["fixed_partition"])
+
+
+def random_cov(evaluation: dict) -> Policy:
+    return RandomPolicy()
+
+
+def local_only(evaluation: dict) -> Policy:
+    return FixedPolicy("local", name="Local-only")
+
+
+def edge_only(evaluation: dict) -> Policy:
+    return FixedPolicy("edge", name="Edge-only")
+
+
+def greedy_cov(evaluation: dict) -> Policy:
+    return GreedyPolicy(evaluation["greedy_lookahead_periods"], evaluation["greedy_sweeps"],
+                        evaluation["greedy_terminal_cost"])

@@ -38,7 +38,7 @@ def measure_server_latency(model: str, input_shape: tuple[int, ...] = (3, 224, 2
     import torch
     import torchvision
 
-    from .dnn import MODELS
+    from splitrl.dnn import MODELS
 
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; known: {', '.join(sorted(MODELS))}")

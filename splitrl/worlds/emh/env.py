@@ -1,10 +1,10 @@
-"""Agent interfaces to the EMH-PPO world (:mod:`splitrl.envs.emh`): RLlib, PettingZoo, single agent.
+"""Agent interfaces to the EMH-PPO world (:mod:`splitrl.worlds.emh.system`): RLlib, PettingZoo, single agent.
 
 Config keys besides the scenario's: ``reward_scale`` and ``reward_clip`` shape the reward the
-learner sees (see :func:`_learner_reward`; the infos keep the raw eq. (8) reward).
+learner sees (see :func:`learner_reward`; the infos keep the raw eq. (8) reward).
 
 * :class:`EMHMultiAgentEnv` -- RLlib ``MultiAgentEnv``, agents ``md_0 .. md_{N-1}`` (registered as
-  ``splitrl/EMH-v0`` with RLlib's registry under the same name); every agent observes the global
+  ``splitrl/EMH-v0`` with RLlib's env registry by ``EMHWorld.register_rllib_envs``); every agent observes the global
   state and receives the shared reward (eq. 8, or the time-based reward).
 * :class:`EMHParallelEnv` -- the same as a PettingZoo ``ParallelEnv``.
 * :class:`EMHJointEnv` -- one gymnasium agent that acts for every device (the H-PPO baseline):
@@ -25,23 +25,24 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from .emh import (EMHWorld, agent_action_space, agent_ids, agent_nvec, agent_num_continuous, decode_actions,
-                  make_emh_scenario, observation_space)
+from .actions import agent_action_space, agent_ids, agent_nvec, agent_num_continuous, decode_actions, observation_space
+from .scenario import make_emh_scenario
+from .system import EMHSystem
 
 ENV_NAME = "splitrl/EMH-v0"
 JOINT_ENV_NAME = "splitrl/EMH-Joint-v0"
 INFO_KEYS = ("time_s", "energy_j", "tasks", "idle_s", "device_share", "window")
 
 
-def _build_world(config: Mapping[str, Any] | None) -> tuple[EMHWorld, float]:
+def build_system(config: Mapping[str, Any] | None) -> tuple[EMHSystem, float]:
     cfg = dict(config or {})
     reward_scale = float(cfg.pop("reward_scale", 1.0))
     reward_clip = cfg.pop("reward_clip", None)
     cfg.pop("action_mode", None)
-    return EMHWorld(make_emh_scenario(cfg)), (reward_scale, None if reward_clip is None else float(reward_clip))
+    return EMHSystem(make_emh_scenario(cfg)), (reward_scale, None if reward_clip is None else float(reward_clip))
 
 
-def _learner_reward(info: dict, shaping: tuple[float, float | None]) -> float:
+def learner_reward(info: dict, shaping: tuple[float, float | None]) -> float:
     """The reward the learner sees (infos stay raw): ``r * reward_scale``, or with a
     ``reward_clip`` c the cost compressed smoothly above c, ``-c * log(1 + cost / c) * reward_scale``
     (monotone, ~linear for costs well below c, logarithmic in the heavy tail)."""
@@ -52,7 +53,7 @@ def _learner_reward(info: dict, shaping: tuple[float, float | None]) -> float:
     return r * scale
 
 
-def _step(world: EMHWorld, flat: np.ndarray) -> dict:
+def step_system(world: EMHSystem, flat: np.ndarray) -> dict:
     """Decode ``(N, dim)`` flat actions, run one window/slot; the info carries the step's figures
     and, under ``"episode"``, the episode's running totals."""
     dec = decode_actions(world, flat)
@@ -74,7 +75,7 @@ class EMHMultiAgentEnv(MultiAgentEnv):
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         super().__init__()
-        self.world, self.shaping = _build_world(config)
+        self.world, self.shaping = build_system(config)
         self.scenario = self.world.scenario
         self.possible_agents = agent_ids(self.scenario.num_devices)
         self.agents = list(self.possible_agents)
@@ -96,11 +97,11 @@ class EMHMultiAgentEnv(MultiAgentEnv):
 
     def step(self, action_dict: dict):
         flat = np.stack([np.asarray(action_dict[a], dtype=float) for a in self.possible_agents])
-        info = _step(self.world, flat)
+        info = step_system(self.world, flat)
         obs = self.world.observation()
         done = self.world.done
         truncated = not done and self.world.steps >= self.scenario.max_steps
-        r = _learner_reward(info, self.shaping)
+        r = learner_reward(info, self.shaping)
         agents = list(self.agents)
         if done or truncated:
             self.agents = []
@@ -116,7 +117,7 @@ class EMHJointEnv(gym.Env):
     metadata: dict = {"render_modes": []}
 
     def __init__(self, config: Mapping[str, Any] | None = None):
-        self.world, self.shaping = _build_world(config)
+        self.world, self.shaping = build_system(config)
         self.scenario = self.world.scenario
         N = self.scenario.num_devices
         self.observation_space = observation_space(self.world)
@@ -136,13 +137,13 @@ class EMHJointEnv(gym.Env):
         return self.world.observation(), {}
 
     def step(self, action):
-        info = _step(self.world, self.split(action))
+        info = step_system(self.world, self.split(action))
         done = self.world.done
         truncated = not done and self.world.steps >= self.scenario.max_steps
-        return self.world.observation(), _learner_reward(info, self.shaping), done, truncated, info
+        return self.world.observation(), learner_reward(info, self.shaping), done, truncated, info
 
 
-def split_joint(world: EMHWorld, action) -> np.ndarray:
+def split_joint(world: EMHSystem, action) -> np.ndarray:
     """Joint action (every device's discrete entries, then every device's continuous ones) ->
     per-device flat actions ``(N, dim)``."""
     a = np.asarray(action, dtype=float)
@@ -203,16 +204,3 @@ class EMHParallelEnv(ParallelEnv):
 def parallel_env(config: Mapping[str, Any] | None = None) -> EMHParallelEnv:
     """PettingZoo-style constructor."""
     return EMHParallelEnv(config)
-
-
-def register() -> None:
-    """Register :class:`EMHMultiAgentEnv` as ``splitrl/EMH-v0`` with RLlib (``config.environment(
-    "splitrl/EMH-v0")``) and the joint single-agent env as ``splitrl/EMH-Joint-v0`` with gymnasium."""
-    from ray.tune.registry import register_env
-
-    register_env(ENV_NAME, lambda cfg: EMHMultiAgentEnv(cfg))
-    if JOINT_ENV_NAME not in gym.registry:
-        gym.register(id=JOINT_ENV_NAME, entry_point="splitrl.envs.emh_env:EMHJointEnv")
-
-
-register()

@@ -1,6 +1,6 @@
 """The EMH-PPO world: N devices, M MEC servers, C shared channels, operator-grained partitioning.
 
-Physics (``emh-ppo.md`` Section III, Table III; equations in :mod:`splitrl.envs.emh_physics`):
+Physics (``emh-ppo.md`` Section III, Table III; equations in :mod:`splitrl.worlds.emh.physics`):
 each device ``n`` holds a queue of ``X_n ~ Poisson(task_mean)`` inference tasks of one model
 (``fixed_tasks`` fixes it, as the paper does for testing).  Per task it picks a partition point
 ``s`` (the device runs the operators before the cut and sends the cut's outputs), a channel ``c``,
@@ -34,7 +34,7 @@ Observations (every agent sees the global state ``S_k = (X_k, d_k)``, as the emb
 does): ``X_n / task_mean`` (``queue_obs_cap``: ``min(X_n, cap) / cap``) and ``d_n / distance_max_m``
 for all devices, the uplink gains in dB with ``observe_gain``, plus, for ``time``, each
 device's residual busy time in slots.  Actions of one device: one flat ``Box`` read as a hybrid
-action (:mod:`splitrl.rl_modules.distributions`): category indices first -- ``task``: ``W - 1``,
+action (:mod:`splitrl.rl.distributions`): category indices first -- ``task``: ``W - 1``,
 then ``(s - 1, c, m)`` for each of the ``max_window`` task slots; ``time``: ``(s - 1, c, m)`` --
 then one real per task slot mapped to power ``P = p_limit * max(sigmoid(a), p_floor)``.
 The episode terminates when every task is done (``max_steps`` truncates a time-based episode).
@@ -42,125 +42,17 @@ The episode terminates when every task is done (``max_steps`` truncates a time-b
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
 
-import gymnasium as gym
 import numpy as np
 
-from .dnn import available_models, partition_table
-from .emh_physics import path_gain, server_load, task_latency_energy, uplink_rates
-from .scenario import ScenarioError, _as_number, check_ranges
-
-
-@dataclass(frozen=True)
-class EMHScenario:
-    """Parameters of the EMH-PPO world (Table III defaults)."""
-
-    world: str = "emh"
-    name: str = "emh-table3"
-    num_devices: int = 3                   # N
-    num_servers: int = 2                   # M computing MEC servers
-    num_channels: int = 2                  # C shared channels
-    model: str = "resnet50"                # the inference model of every device
-    partitioning: str = "operator"         # operator (Algorithm 1) | vertical (layer chain)
-    mdp: str = "task"                      # task (task windows) | time (fixed slots)
-    slot_ms: float = 50.0                  # slot length of the time-based MDP [ms]
-    task_mean: float = 50.0                # X_n ~ Poisson(task_mean)
-    fixed_tasks: int | None = None         # every device gets exactly this many tasks (testing)
-    max_window: int = 5                    # W_max
-    p_limit_w: float = 1.0                 # P_limit [W]
-    p_floor: float = 0.001                 # lowest power as a fraction of P_limit (avoids R = 0)
-    bandwidth_hz: float = 1e6              # B_c per channel
-    noise_w: float = 1e-9                  # sigma_c [W]
-    path_loss_exponent: float = 3.0        # h
-    ref_distance_m: float = 1.0            # d_hat
-    distance_min_m: float = 1.0            # d ~ U[min, max] per decision
-    distance_max_m: float = 100.0
-    fixed_distance_m: float | None = None  # every device at this distance (testing)
-    shadow_std_db: float = 8.0             # shadow fading std [dB]
-    energy_per_mmac_j: float = 1e-5        # zeta [J per MMAC]
-    energy_weight: float = 50.0            # beta
-    waiting_weight: float = 0.05           # alpha
-    l0_s: float | None = None              # server baseline latency L0 [s]; null: timed here
-    local_factor: float = 5.0              # L_local = local_factor * L0 for the whole model
-    input_bits_per_element: float = 0.5    # raw input as sent: an encoded (JPEG-class) frame, 9.4 kB
-    feature_bits_per_element: float = 8.0  # intermediate features as sent: 8-bit quantised
-    observe_gain: bool = True              # the state also holds each device's uplink gain (CSI)
-    queue_obs_cap: float | None = None     # queue feature min(X_n, cap) / cap; null: X_n / task_mean
-    max_steps: int = 100_000               # truncation (time-based MDP; windows always end)
-
-    def table(self):
-        points = "operator" if self.partitioning == "operator" else "all"
-        return partition_table(self.model, self.input_bits_per_element, points, self.feature_bits_per_element)
-
-    @property
-    def slot_seconds(self) -> float:
-        return self.slot_ms / 1e3
-
-    def resolved_l0(self) -> float:
-        if self.l0_s is not None:
-            return float(self.l0_s)
-        from .latency import measure_server_latency
-
-        return measure_server_latency(self.model)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-EMH_KEYS = tuple(f.name for f in fields(EMHScenario))
-_INT1 = ("num_devices", "num_servers", "num_channels", "max_window", "max_steps")
-_POS = ("slot_ms", "task_mean", "p_limit_w", "p_floor", "bandwidth_hz", "noise_w", "path_loss_exponent",
-        "ref_distance_m", "distance_min_m", "distance_max_m", "local_factor", "input_bits_per_element",
-        "feature_bits_per_element")
-_NONNEG = ("shadow_std_db", "energy_per_mmac_j", "energy_weight", "waiting_weight")
-
-
-def make_emh_scenario(overrides: Mapping[str, Any] | None = None, *, resolve_l0: bool = False) -> EMHScenario:
-    """Validate ``overrides`` on top of Table III; ``resolve_l0`` replaces a null ``l0_s`` with
-    the timed value (so that a run records the number it used)."""
-    values = EMHScenario().to_dict()
-    for key, value in dict(overrides or {}).items():
-        if key not in values:
-            raise ScenarioError(key, f"unknown key for world 'emh'; allowed keys: {', '.join(EMH_KEYS)}")
-        values[key] = value
-    if values["world"] != "emh":
-        raise ScenarioError("world", f"expected 'emh', got {values['world']!r}")
-    check_ranges(values, _INT1, _POS, _NONNEG)
-    if values["p_floor"] > 1:
-        raise ScenarioError("p_floor", f"must be in (0, 1] (a fraction of p_limit_w), got {values['p_floor']}")
-    for key, lo in (("fixed_tasks", 1), ("fixed_distance_m", None), ("l0_s", None), ("queue_obs_cap", None)):
-        if values[key] is not None:
-            values[key] = _as_number(key, values[key], integer=key == "fixed_tasks")
-            if values[key] < (lo or 0) or (lo is None and values[key] <= 0):
-                raise ScenarioError(key, f"must be {'>= 1' if lo else '> 0'} or null, got {values[key]}")
-    if not isinstance(values["observe_gain"], bool):
-        raise ScenarioError("observe_gain", f"expected true or false, got {values['observe_gain']!r}")
-    if not isinstance(values["name"], str) or not values["name"]:
-        raise ScenarioError("name", f"expected a non-empty string, got {values['name']!r}")
-    if values["distance_min_m"] > values["distance_max_m"]:
-        raise ScenarioError("distance_min_m", f"must be <= distance_max_m ({values['distance_max_m']}), "
-                            f"got {values['distance_min_m']}")
-    for key, allowed in (("partitioning", ("operator", "vertical")), ("mdp", ("task", "time"))):
-        if values[key] not in allowed:
-            raise ScenarioError(key, f"expected one of {', '.join(allowed)}, got {values[key]!r}")
-    if values["model"] not in available_models():
-        raise ScenarioError("model", f"unknown model {values['model']!r}; known profiles: "
-                            f"{', '.join(available_models())}")
-    scenario = EMHScenario(**values)
-    if resolve_l0 and scenario.l0_s is None:
-        scenario = EMHScenario(**{**values, "l0_s": scenario.resolved_l0()})
-    return scenario
-
-
+from .physics import path_gain, server_load, task_latency_energy, uplink_rates
+from .scenario import EMHScenario
 #: Step-info keys summed over an episode (``info["episode"]``; RLlib may hand a callback only the
 #: episode's last chunk of steps, so the env carries the totals itself).
 TOTAL_KEYS = ("reward", "time_s", "energy_j", "tasks", "idle_s", "device_macs_share")
 
 
-class EMHWorld:
+class EMHSystem:
     """Vectorised numpy core of the EMH-PPO world (one episode at a time, all devices at once)."""
 
     def __init__(self, scenario: EMHScenario):
@@ -353,78 +245,3 @@ class EMHWorld:
         tasks = int(started.sum())
         return {"reward": reward, "time_s": elapsed if busy_before.any() else 0.0, "energy_j": E, "tasks": tasks,
                 "idle_s": 0.0, "device_share": float((share * started).sum() / max(tasks, 1)), "window": float(started.mean())}
-
-
-# ---- action layout ---------------------------------------------------------------------------------
-def agent_nvec(s: EMHScenario, num_points: int) -> list[int]:
-    """Categories of one device's discrete action entries (window size first for ``task``)."""
-    per_task = [num_points, s.num_channels, s.num_servers]
-    if s.mdp == "time":
-        return per_task
-    return [s.max_window] + per_task * s.max_window
-
-
-def agent_num_continuous(s: EMHScenario) -> int:
-    return 1 if s.mdp == "time" else s.max_window
-
-
-def action_gates(s: EMHScenario, num_devices: int = 1) -> dict | None:
-    """Which action entries act (:func:`splitrl.rl_modules.distributions.hybrid_dist_cls`): in a
-    task window, the decisions of task slot ``x`` act only when the device's window size ``W > x``
-    (entry ``W - 1 >= x``).  ``num_devices`` > 1: the joint action of :func:`split_joint` (every
-    device's discrete entries, then every device's continuous ones).  ``None`` for ``time``."""
-    if s.mdp == "time":
-        return None
-    d = len(agent_nvec(s, 1))  # one device's discrete entries: W - 1, then (s, c, m) per slot
-    discrete: list = []
-    continuous: list = []
-    for n in range(num_devices):
-        discrete += [None] + [[n * d, x] for x in range(s.max_window) for _ in range(3)]
-        continuous += [[n * d, x] for x in range(s.max_window)]
-    return {"discrete": discrete, "continuous": continuous}
-
-
-def agent_action_space(s: EMHScenario, num_points: int) -> gym.spaces.Box:
-    n = len(agent_nvec(s, num_points)) + agent_num_continuous(s)
-    return gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
-
-
-def observation_space(world: EMHWorld) -> gym.spaces.Box:
-    return gym.spaces.Box(-np.inf, np.inf, (world.obs_dim,), np.float32)
-
-
-def decode_actions(world: EMHWorld, actions: np.ndarray) -> dict:
-    """``(N, dim)`` flat per-device actions -> window sizes, points, channels, servers, powers."""
-    s = world.scenario
-    a = np.asarray(actions, dtype=float)
-    nvec = np.array(agent_nvec(s, len(world.share)))  # real points and any virtual ones
-    d = len(nvec)
-    disc = np.clip(np.rint(a[:, :d]), 0, nvec - 1).astype(np.int64)
-    power = world.power(a[:, d:])
-    if s.mdp == "time":
-        return {"point": disc[:, 0], "channel": disc[:, 1], "server": disc[:, 2], "power": power[:, 0]}
-    per = disc[:, 1:].reshape(s.num_devices, s.max_window, 3)
-    return {"window": disc[:, 0] + 1, "point": per[..., 0], "channel": per[..., 1], "server": per[..., 2],
-            "power": power}
-
-
-def encode_decisions(world: EMHWorld, window=None, point=None, channel=None, server=None, power_w=None) -> np.ndarray:
-    """Inverse of :func:`decode_actions` for hand-written policies (arrays broadcast to shape)."""
-    s = world.scenario
-    N = s.num_devices
-    shape = (N,) if s.mdp == "time" else (N, s.max_window)
-    point = np.broadcast_to(point, shape)
-    channel = np.broadcast_to(channel, shape)
-    server = np.broadcast_to(server, shape)
-    frac = np.clip(np.asarray(power_w, dtype=float) / s.p_limit_w, 1e-9, 1 - 1e-9)
-    raw_power = np.log(frac / (1.0 - frac))
-    raw_power = np.broadcast_to(raw_power, shape)
-    if s.mdp == "time":
-        return np.stack([point, channel, server, raw_power], axis=1).astype(np.float32)
-    disc = np.stack([point, channel, server], axis=-1).reshape(N, -1)
-    w = np.broadcast_to(np.asarray(window) - 1, (N,))[:, None]
-    return np.concatenate([w, disc, raw_power], axis=1).astype(np.float32)
-
-
-def agent_ids(num_devices: int) -> list[str]:
-    return [f"md_{n}" for n in range(num_devices)]

@@ -30,7 +30,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.metrics import TD_ERROR_KEY
 
-from splitrl.rl_modules.central import mlp
+from splitrl.rl.nets import mlp
 
 QF_LOSS_KEY = "qf_loss"
 

@@ -1,13 +1,13 @@
-"""RLlib algorithm configs for the LyaPPO world, the metrics callback, and trained-policy wrappers.
+"""RLlib algorithm configs of the LyaPPO world, its metrics callback, and its trained policies.
 
-* ``lyappo``   -- RLlib PPO, :class:`~splitrl.rl_modules.central.CentralPPOModule`, MultiDiscrete
+* ``lyappo``   -- RLlib PPO, :class:`~splitrl.rl.central.CentralPPOModule`, MultiDiscrete
   partition points, the exact Lyapunov allocators inside the env runners (Algorithm 1).
 * ``ppo``      -- the paper's joint PPO baseline: the same module with a hybrid head outputs the
   partition points *and* the period's resource allocation (no allocators).
 * ``ddpg-cov`` -- DDPG with a continuous action mapped to partition points, allocators for the
-  resources (:mod:`splitrl.rl_modules.ddpg`).
+  resources (:mod:`splitrl.worlds.lyappo.ddpg`).
 
-All three sample the batched :class:`~splitrl.envs.lyappo.LyaPPOVectorEnv` (one vectorised
+All three sample the batched :class:`~splitrl.worlds.lyappo.env.LyaPPOVectorEnv` (one vectorised
 simulator per env runner) and report the same custom metrics.
 """
 
@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from splitrl.envs.lyappo import LyaPPOVectorEnv, make_lyappo_env
-from splitrl.platform.compare import STEP_KEYS, physics_metrics
+from splitrl.rl.checkpoint import load_rl_module
+from splitrl.rl.ppo import ppo_training
+from splitrl.worlds.base import Policy
+from splitrl.worlds.lyappo.env import LyaPPOVectorEnv, make_lyappo_env
+from splitrl.worlds.lyappo.evaluate import STEP_KEYS, physics_metrics
 
 ACTION_MODES = {"lyappo": "partition", "ppo": "joint", "ddpg-cov": "continuous"}
 EPISODE_METRICS = ("energy", "energy_local", "energy_tx", "backlog", "throughput", "latency")
@@ -61,13 +64,13 @@ def module_spec(cfg: dict):
     alg = cfg["algorithm"]
     env = probe_env(cfg)
     if alg["name"] == "ddpg-cov":
-        from splitrl.rl_modules.ddpg import DDPGModule
+        from splitrl.worlds.lyappo.ddpg import DDPGModule
 
         return RLModuleSpec(module_class=DDPGModule, observation_space=env.observation_space,
                             action_space=env.action_space,
                             model_config={"hidden": alg["hidden"], "activation": "relu",
                                           "exploration_noise": alg["exploration_noise"]})
-    from splitrl.rl_modules.central import CentralPPOModule
+    from splitrl.rl.central import CentralPPOModule
 
     model_config: dict[str, Any] = {"hidden": alg["hidden"], "activation": alg["activation"]}
     if alg["name"] == "ppo":
@@ -81,7 +84,7 @@ def build_algo_config(cfg: dict):
     alg, res = cfg["algorithm"], cfg["resources"]
     name = alg["name"]
     if name == "ddpg-cov":
-        from splitrl.rl_modules.ddpg import DDPGConfig
+        from splitrl.worlds.lyappo.ddpg import DDPGConfig
 
         config = DDPGConfig()
     else:
@@ -114,15 +117,38 @@ def build_algo_config(cfg: dict):
         config = config.env_runners(rollout_fragment_length=1).reporting(
             min_sample_timesteps_per_iteration=alg["train_batch_size"])
     else:
-        from splitrl.rl_modules.schedules import ScheduledPPOTorchLearner
+        from splitrl.rl.schedules import ScheduledPPOTorchLearner
 
         config = config.training(**ppo_training(alg)).learners(learner_class=ScheduledPPOTorchLearner)
     return config
 
 
-def ppo_training(alg: dict) -> dict:
-    """``PPOConfig.training`` arguments from the ``algorithm`` section (both worlds)."""
-    return dict(lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],
-                entropy_coeff=alg["entropy_coeff"], vf_loss_coeff=alg["vf_loss_coeff"], vf_clip_param=alg["vf_clip"],
-                grad_clip=alg["grad_clip"], train_batch_size_per_learner=alg["train_batch_size"],
-                minibatch_size=alg["minibatch_size"], num_epochs=alg["num_epochs"], use_kl_loss=False)
+class TrainedPolicy(Policy):
+    """Deterministic (mode / mean) action of a trained RLModule on the env of its action mode."""
+
+    def __init__(self, module, algorithm: str, name: str):
+        self.module = module
+        self.algorithm = algorithm
+        self.action_mode = ACTION_MODES[algorithm]
+        self.name = name
+
+    def act(self, env, obs):
+        import torch
+        from ray.rllib.core.columns import Columns
+
+        with torch.no_grad():
+            out = self.module.forward_inference({Columns.OBS: torch.as_tensor(obs, dtype=torch.float32)[None]})
+            if Columns.ACTIONS in out:
+                action = out[Columns.ACTIONS]
+            else:
+                dist = self.module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                action = dist.to_deterministic().sample()
+        action = action[0].cpu().numpy()
+        if self.action_mode == "partition":
+            return action.astype(np.int64)
+        return action.astype(np.float32)
+
+
+def load_policy(checkpoint, cfg: dict, name: str) -> TrainedPolicy:
+    """The trained agent of a splitrl checkpoint of this world."""
+    return TrainedPolicy(load_rl_module(checkpoint), cfg["algorithm"]["name"], name)

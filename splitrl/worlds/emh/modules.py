@@ -39,23 +39,12 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from splitrl.rl_modules.central import mlp
-from splitrl.rl_modules.distributions import hybrid_dist_cls
-from splitrl.rl_modules.schedules import ScheduleBeforeUpdateMixin
+from splitrl.rl.nets import init_bias, mlp
+from splitrl.rl.distributions import hybrid_dist_cls
+from splitrl.rl.schedules import ScheduleBeforeUpdateMixin
 
 EMBED = [512, 256]
 HEAD = [256, 128, 64]
-
-
-def init_bias(net: torch.nn.Sequential, bias) -> None:
-    """Add ``bias`` (one value per output, or ``None``) to the last layer's bias: the initial
-    logits' prior (e.g. favouring the fully-local point, so exploration starts near Local-only)."""
-    if bias is None:
-        return
-    last = [m for m in net if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        b = torch.as_tensor(bias, dtype=last.bias.dtype)
-        last.bias[: b.numel()] += b
 
 
 WINDOW_ENTROPY_KEY = "window_entropy"
@@ -65,7 +54,7 @@ WINDOW_ENTROPY_COEFF_KEY = "curr_window_entropy_coeff"
 class WindowEntropyMixin(ScheduleBeforeUpdateMixin):
     """Gives a PPO learner ``window_entropy_coeff`` (learner config dict) as a per-module RLlib
     ``Scheduler``: a fixed value or ``[[env_step, value], ...]``, linear in between, at the lifetime
-    count of sampled env steps, set before each update (:mod:`splitrl.rl_modules.schedules`)."""
+    count of sampled env steps, set before each update (:mod:`splitrl.rl.schedules`)."""
 
     def build(self) -> None:
         super().build()

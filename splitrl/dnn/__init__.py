@@ -7,7 +7,7 @@ paper's footnote does.  Every node records its MACs, the bytes of its output ten
 parents.  From the DAG we derive two sets of partition points:
 
 * ``partition_points``: the *operator-grained* points of EMH-PPO (any set of operators that blocks
-  every input-to-output path, :mod:`splitrl.envs.dag`), indexed ``s = 1..S``;
+  every input-to-output path, :mod:`splitrl.dnn.dag`), indexed ``s = 1..S``;
 * ``layer_points``: the *layer-level* (chain, Neurosurgeon-style) points used by LyaPPO (Section
   III-A), positions in the topological order at which exactly one tensor crosses, indexed
   ``k = 0..K``: point 0 sends the raw input, point ``K`` runs the whole model on the device.
@@ -206,7 +206,7 @@ def chain_partition_points(nodes: list[dict]) -> list[dict]:
 
 
 def _cache_dir() -> Path:
-    return Path(str(resources.files("splitrl.envs") / "profiles"))
+    return Path(str(resources.files("splitrl.dnn") / "profiles"))
 
 
 def save_profile(profile: dict, directory: Path | None = None) -> Path:

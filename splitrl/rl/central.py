@@ -7,7 +7,7 @@ Gaussian over the continuous part with a learned state-independent log-std.
 
 ``model_config`` keys: ``hidden`` (list of layer widths, default ``[128, 128]``), ``activation``
 (``"tanh"`` or ``"relu"``, default ``"tanh"``), and for hybrid actions ``num_discrete`` and
-``discrete_nvec`` (set by :func:`splitrl.platform.algorithms.module_spec`).
+``discrete_nvec`` (set by :func:`splitrl.worlds.lyappo.algorithms.module_spec`).
 """
 
 from __future__ import annotations
@@ -22,24 +22,8 @@ from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCateg
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from splitrl.rl_modules.distributions import hybrid_dist_cls
-
-_ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "gelu": torch.nn.GELU}
-
-
-def mlp(sizes: list[int], activation: str = "tanh", out_gain: float = 1.0) -> torch.nn.Sequential:
-    """Linear layers with ``activation`` between them (none after the last), orthogonal init."""
-    layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = torch.nn.Linear(a, b)
-        last = i == len(sizes) - 2
-        torch.nn.init.orthogonal_(lin.weight, gain=out_gain if last else np.sqrt(2))
-        torch.nn.init.zeros_(lin.bias)
-        layers.append(lin)
-        if not last:
-            layers.append(_ACTIVATIONS[activation]())
-    return torch.nn.Sequential(*layers)
-
+from splitrl.rl.distributions import hybrid_dist_cls
+from splitrl.rl.nets import init_bias, mlp
 
 class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
     """Actor-critic RLModule for the central agent (MultiDiscrete or hybrid flat-Box actions)."""
@@ -62,10 +46,7 @@ class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
             raise ValueError(f"CentralPPOModule: unsupported action space {space}")
         out = sum(self.nvec) + self.num_continuous
         self.actor = mlp([obs_dim, *hidden, out], act, out_gain=0.01)
-        if cfg.get("init_bias") is not None:  # a prior on the initial logits
-            from splitrl.rl_modules.emh import init_bias
-
-            init_bias(self.actor, cfg["init_bias"])
+        init_bias(self.actor, cfg.get("init_bias"))  # a prior on the initial logits
         if self.num_continuous:
             self.log_std = torch.nn.Parameter(torch.full((self.num_continuous,), float(cfg.get("init_log_std", -0.5))))
         if not self.inference_only:

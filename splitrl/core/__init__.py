@@ -1,0 +1,1 @@
+"""Code every world and the platform share: errors, validation helpers, files."""

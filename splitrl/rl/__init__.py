@@ -1,0 +1,1 @@
+"""RL parts shared by the worlds: RLModules, distributions, schedules, PPO settings, checkpoints."""

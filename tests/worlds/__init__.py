@@ -1,0 +1,1 @@
+"""Worlds defined by the tests (each folder registers itself when imported)."""

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from cvx_twins import SOLVER_OPTS, cvx_edge_cpu, cvx_local_cpu, cvx_transmission  # noqa: E402
 
-from splitrl.envs.allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission  # noqa: E402
+from splitrl.worlds.lyappo.allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission  # noqa: E402
 
 TAU, KAPPA, B, N0 = 0.01, 1e-28, 2.5e5, 3.98e-21
 
@@ -57,22 +57,30 @@ def main():
     }
     for name, (Q, closed, ref) in cases.items():
         ref(Q[0])  # build/compile the parametrised problem once
-        t_cvx = _time(lambda i: ref(Q[i]), n_inst)
-        t_closed = _time(lambda i: closed(Q[i]), n_inst * 10 // 10)
         big = np.tile(Q, (4096 // n_inst + 1, 1))[:4096]
-        t_batch = _time(lambda i: closed(big), 20) / len(big)
-        results[name] = {"closed_us": t_closed * 1e6, "closed_batched_us": t_batch * 1e6,
-                         "cvxpy_ms": t_cvx * 1e3, "speedup": t_cvx / t_closed,
-                         "speedup_batched": t_cvx / t_batch}
-    print(f"{'allocator':<20} {'closed [us]':>12} {'batched [us]':>13} {'cvxpy [ms]':>11} "
-          f"{'speed-up':>9} {'batched':>9}")
+        t_cvx = _time(lambda i, ref=ref, Q=Q: ref(Q[i]), n_inst)
+        t_closed = _time(lambda i, closed=closed, Q=Q: closed(Q[i]), n_inst)
+        t_batch = _time(lambda i, closed=closed, big=big: closed(big), 20) / len(big)
+        results[name] = {
+            "closed_us": t_closed * 1e6,
+            "closed_batched_us": t_batch * 1e6,
+            "cvxpy_ms": t_cvx * 1e3,
+            "speedup": t_cvx / t_closed,
+            "speedup_batched": t_cvx / t_batch,
+        }
+    print(
+        f"{'allocator':<20} {'closed [us]':>12} {'batched [us]':>13} {'cvxpy [ms]':>11} {'speed-up':>9} {'batched':>9}"
+    )
     for name, r in results.items():
-        print(f"{name:<20} {r['closed_us']:>12.1f} {r['closed_batched_us']:>13.3f} {r['cvxpy_ms']:>11.2f} "
-              f"{r['speedup']:>8.0f}x {r['speedup_batched']:>8.0f}x")
+        print(
+            f"{name:<20} {r['closed_us']:>12.1f} {r['closed_batched_us']:>13.3f} {r['cvxpy_ms']:>11.2f} "
+            f"{r['speedup']:>8.0f}x {r['speedup_batched']:>8.0f}x"
+        )
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "allocators.json").write_text(json.dumps({"solver": SOLVER_OPTS["solver"], "results": results},
-                                                    indent=2) + "\n")
+    (out / "allocators.json").write_text(
+        json.dumps({"solver": SOLVER_OPTS["solver"], "results": results}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Prints a table and writes benchmarks/out/emh.json.  Servers and channels scale w
 in Table III's ratio (M = C = max(1, round(2N / 3))); ResNet-50, operator-grained points, random
 flat actions decoded as an agent's would be.  For each N: task-aware windows (``mdp: task``) and
 time-based 50 ms slots (``mdp: time``) through the RLlib ``MultiAgentEnv`` (dict in, dicts out),
-and the bare world (``EMHWorld``).  Ratios are against N = 1 of the same kind in the same run,
+and the bare world (``EMHSystem``).  Ratios are against N = 1 of the same kind in the same run,
 and ``per device`` normalises by N (how the vectorised physics scales).
 """
 
@@ -17,16 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from splitrl.envs.emh import EMHWorld, decode_actions, make_emh_scenario
-from splitrl.envs.emh_env import EMHMultiAgentEnv
+from splitrl.worlds.emh.actions import decode_actions
+from splitrl.worlds.emh.env import EMHMultiAgentEnv
+from splitrl.worlds.emh.scenario import make_emh_scenario
+from splitrl.worlds.emh.system import EMHSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _scenario(N: int, mdp: str) -> dict:
     k = max(1, round(2 * N / 3))
-    return {"num_devices": N, "num_servers": k, "num_channels": k, "mdp": mdp, "l0_s": 0.1,
-            "fixed_tasks": 10_000}  # long episodes: no resets inside the timed loop
+    return {
+        "num_devices": N,
+        "num_servers": k,
+        "num_channels": k,
+        "mdp": mdp,
+        "l0_s": 0.1,
+        "fixed_tasks": 10_000,
+    }  # long episodes: no resets inside the timed loop
 
 
 def bench_env(N: int, mdp: str, steps: int) -> float:
@@ -43,7 +51,7 @@ def bench_env(N: int, mdp: str, steps: int) -> float:
 
 
 def bench_world(N: int, mdp: str, steps: int) -> float:
-    world = EMHWorld(make_emh_scenario(_scenario(N, mdp)))
+    world = EMHSystem(make_emh_scenario(_scenario(N, mdp)))
     rng = np.random.default_rng(0)
     world.reset(rng)
     dim = len(EMHMultiAgentEnv(_scenario(1, mdp)).action_spaces["md_0"].low)
@@ -66,12 +74,20 @@ def main():
             for N in (1, 6, 25, 100):
                 rate = fn(N, mdp, 1500 if N < 100 else 400)
                 ref = ref or rate
-                results[f"{mdp}/{kind}/N={N}"] = {"mdp": mdp, "kind": kind, "devices": N, "periods_per_s": rate,
-                                                  "device_decisions_per_s": rate * N, "ratio_vs_N1": rate / ref}
+                results[f"{mdp}/{kind}/N={N}"] = {
+                    "mdp": mdp,
+                    "kind": kind,
+                    "devices": N,
+                    "periods_per_s": rate,
+                    "device_decisions_per_s": rate * N,
+                    "ratio_vs_N1": rate / ref,
+                }
     print(f"{'mdp':<5} {'interface':<14} {'N':>4} {'periods/s':>10} {'device-periods/s':>17} {'x N=1':>7}")
     for r in results.values():
-        print(f"{r['mdp']:<5} {r['kind']:<14} {r['devices']:>4} {r['periods_per_s']:>10.0f} "
-              f"{r['device_decisions_per_s']:>17.0f} {r['ratio_vs_N1']:>7.2f}")
+        print(
+            f"{r['mdp']:<5} {r['kind']:<14} {r['devices']:>4} {r['periods_per_s']:>10.0f} "
+            f"{r['device_decisions_per_s']:>17.0f} {r['ratio_vs_N1']:>7.2f}"
+        )
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "emh.json").write_text(json.dumps({"model": "resnet50", "results": results}, indent=2) + "\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splitrl.envs.lyappo import LyaPPOEnv, LyaPPOSystem
+from splitrl.worlds.lyappo.env import LyaPPOEnv, LyaPPOSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,8 +41,11 @@ def main():
         for a in acts:
             system.run_period(a)
         rate = reps * batch / (time.perf_counter() - t0)
-        results[f"batched system (B={batch})"] = {"periods_per_s": rate, "slots_per_s": rate * G,
-                                                  "ratio": rate / single}
+        results[f"batched system (B={batch})"] = {
+            "periods_per_s": rate,
+            "slots_per_s": rate * G,
+            "ratio": rate / single,
+        }
     print(f"{'simulator':<26} {'periods/s':>10} {'slots/s':>10} {'x env':>7}")
     for name, r in results.items():
         print(f"{name:<26} {r['periods_per_s']:>10.0f} {r['slots_per_s']:>10.0f} {r['ratio']:>7.1f}")

@@ -21,12 +21,17 @@ ITERS = int(os.environ.get("BENCH_SCALING_ITERS", "5"))
 def bench(num_env_runners: int) -> dict:
     import ray
 
-    from splitrl.platform.algorithms import build_algo_config
     from splitrl.platform.config import load_config
+    from splitrl.worlds.lyappo.algorithms import build_algo_config
 
     cfg = load_config(ROOT / "configs" / "lyappo.yaml", [f"resources.num_env_runners={num_env_runners}"])
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
+    ray.init(
+        num_cpus=os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _node_ip_address="127.0.0.1",
+    )
     try:
         algo = build_algo_config(cfg).build_algo()
         steps0 = algo.train()["num_env_steps_sampled_lifetime"]  # warm-up: actor start, first paths
@@ -38,8 +43,14 @@ def bench(num_env_runners: int) -> dict:
         wall = time.perf_counter() - t0
         steps = r["num_env_steps_sampled_lifetime"] - steps0
         algo.stop()
-        return {"num_env_runners": num_env_runners, "iterations": ITERS, "env_steps": steps, "wall_s": wall,
-                "env_steps_per_s": steps / wall, "sampling_s_per_iter": sample_s / ITERS}
+        return {
+            "num_env_runners": num_env_runners,
+            "iterations": ITERS,
+            "env_steps": steps,
+            "wall_s": wall,
+            "env_steps_per_s": steps / wall,
+            "sampling_s_per_iter": sample_s / ITERS,
+        }
     finally:
         ray.shutdown()
 
@@ -66,19 +77,25 @@ def bench_tracking(calls: int = 300) -> dict:
 
 def main() -> None:
     track = bench_tracking()
-    print(f"driver: {track['mlflow_sqlite_ms_per_result']:.1f} ms per trial result logged to MLflow (SQLite), "
-          f"i.e. {track['results_per_s']:.0f} results/s")
+    print(
+        f"driver: {track['mlflow_sqlite_ms_per_result']:.1f} ms per trial result logged to MLflow (SQLite), "
+        f"i.e. {track['results_per_s']:.0f} results/s"
+    )
     rows = [bench(n) for n in (0, 1, 2)]
     ref = next(r for r in rows if r["num_env_runners"] == 1)["env_steps_per_s"]
     print(f"LyaPPO training throughput on {os.cpu_count()} CPU(s), {ITERS} iterations of 4,000 periods")
     print(f"{'env runners':>11} {'steps/s':>9} {'vs 1 runner':>12} {'sampling s/iter':>16}")
     for r in rows:
         r["vs_1_runner"] = r["env_steps_per_s"] / ref
-        print(f"{r['num_env_runners']:>11} {r['env_steps_per_s']:>9.0f} {r['vs_1_runner']:>11.2f}x "
-              f"{r['sampling_s_per_iter']:>16.2f}")
+        print(
+            f"{r['num_env_runners']:>11} {r['env_steps_per_s']:>9.0f} {r['vs_1_runner']:>11.2f}x "
+            f"{r['sampling_s_per_iter']:>16.2f}"
+        )
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling.json").write_text(json.dumps({"cpus": os.cpu_count(), "rows": rows, "tracking": track}, indent=1) + "\n")
+    (out / "scaling.json").write_text(
+        json.dumps({"cpus": os.cpu_count(), "rows": rows, "tracking": track}, indent=1) + "\n"
+    )
 
 
 if __name__ == "__main__":

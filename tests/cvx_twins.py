@@ -8,13 +8,12 @@ Objectives are reported in the original SI units.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import cvxpy as cp
 import numpy as np
 
-SOLVER_OPTS = dict(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10,
-                   max_iter=500)
+SOLVER_OPTS = dict(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, max_iter=500)
 
 
 def _solve(prob):
@@ -49,7 +48,7 @@ def edge_objective(Q, f, *, tau):
     return float(-tau * np.dot(Q, f))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _local_problem(n):
     u = cp.Variable(n, nonneg=True)
     a = cp.Parameter(n, nonneg=True)
@@ -79,7 +78,7 @@ def cvx_local_cpu(Q, *, tau, weight, kappa, f_max):
     return f, local_objective(Q, f, tau=tau, weight=weight, kappa=kappa)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tx_problem(n):
     v = cp.Variable(n, nonneg=True)  # rates in units of min(R_max, sum of caps)
     y = cp.Variable(nonneg=True)  # SNR in units of zcap
@@ -120,7 +119,7 @@ def cvx_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
     return r, p, tx_objective(Q, r, p, tau=tau, weight=weight)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _edge_problem(n):
     u = cp.Variable(n, nonneg=True)
     a = cp.Parameter(n, nonneg=True)

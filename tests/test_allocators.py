@@ -6,8 +6,7 @@ never worse than cvxpy's optimum by more than 1e-6 relative.
 
 import numpy as np
 import pytest
-from cvx_twins import (cvx_edge_cpu, cvx_local_cpu, cvx_transmission, edge_objective,
-                       local_objective, tx_objective)
+from cvx_twins import cvx_edge_cpu, cvx_local_cpu, cvx_transmission, edge_objective, local_objective, tx_objective
 
 from splitrl.worlds.lyappo.allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission
 from splitrl.worlds.lyappo.channel import shannon_rate
@@ -83,7 +82,7 @@ def test_transmission_matches_cvxpy_optimum():
 
 def test_edge_cpu_matches_cvxpy_optimum_and_theorem_1():
     rng = np.random.default_rng(3)
-    for i in range(N_INSTANCES):
+    for _ in range(N_INSTANCES):
         tau = 10.0 ** rng.uniform(-3, -1)
         Q = np.concatenate([_queues(rng, 10.0 ** rng.uniform(5, 11)) for _ in range(rng.integers(1, 5))])
         f_max = 10.0 ** rng.uniform(8, 12)
@@ -97,7 +96,7 @@ def test_edge_cpu_matches_cvxpy_optimum_and_theorem_1():
         partial = ~full & (fs > 0)
         assert partial.sum() <= 1
         first_short = np.argmax(~full) if (~full).any() else len(fs)
-        assert np.all(full[:first_short]) and np.all(fs[first_short + 1:] == 0)
+        assert np.all(full[:first_short]) and np.all(fs[first_short + 1 :] == 0)
         if caps.sum() > f_max:
             assert np.isclose(f.sum(), f_max, rtol=1e-12)
         _, ref = cvx_edge_cpu(Q, tau=tau, f_max=f_max)
@@ -111,14 +110,14 @@ def test_allocators_vectorise_over_leading_dims():
     kw = dict(tau=0.01, weight=1e17, kappa=1e-28, f_max=1.5e9)
     f = allocate_local_cpu(Q, **kw)
     gain = rng.uniform(1e-11, 1e-10, size=(5, 4))
-    r, p = allocate_transmission(Q / 1e3, gain, tau=0.01, weight=1e10, bandwidth=2.5e5,
-                                 noise_psd=4e-21, p_max=0.3)
+    r, p = allocate_transmission(Q / 1e3, gain, tau=0.01, weight=1e10, bandwidth=2.5e5, noise_psd=4e-21, p_max=0.3)
     fe = allocate_edge_cpu(Q.reshape(5, 12), tau=0.01, f_max=2e10)
     for i in range(5):
         for j in range(4):
             np.testing.assert_array_equal(f[i, j], allocate_local_cpu(Q[i, j], **kw))
-            r1, p1 = allocate_transmission(Q[i, j] / 1e3, gain[i, j], tau=0.01, weight=1e10,
-                                           bandwidth=2.5e5, noise_psd=4e-21, p_max=0.3)
+            r1, p1 = allocate_transmission(
+                Q[i, j] / 1e3, gain[i, j], tau=0.01, weight=1e10, bandwidth=2.5e5, noise_psd=4e-21, p_max=0.3
+            )
             np.testing.assert_array_equal(r[i, j], r1)
             assert p[i, j] == p1
         np.testing.assert_array_equal(fe[i], allocate_edge_cpu(Q[i].reshape(12), tau=0.01, f_max=2e10))
@@ -132,11 +131,15 @@ def test_allocators_vectorise_over_leading_dims():
 def test_lyapunov_weight_trades_energy_for_backlog():
     """Raising the weight never raises the chosen total frequency / power (monotone in V)."""
     Q = np.array([3e8, 1e8, 5e7])
-    totals = [allocate_local_cpu(Q, tau=0.01, weight=w, kappa=1e-28, f_max=1.5e9).sum()
-              for w in (0, 1e15, 1e16, 1e17, 1e18, 1e19)]
+    totals = [
+        allocate_local_cpu(Q, tau=0.01, weight=w, kappa=1e-28, f_max=1.5e9).sum()
+        for w in (0, 1e15, 1e16, 1e17, 1e18, 1e19)
+    ]
     assert all(a >= b for a, b in zip(totals, totals[1:])) and totals[0] > totals[-1]
-    powers = [allocate_transmission(Q / 100, 6e-11, tau=0.01, weight=w, bandwidth=2.5e5,
-                                    noise_psd=4e-21, p_max=0.3)[1] for w in (0, 1e10, 1e12, 1e14, 1e16)]
+    powers = [
+        allocate_transmission(Q / 100, 6e-11, tau=0.01, weight=w, bandwidth=2.5e5, noise_psd=4e-21, p_max=0.3)[1]
+        for w in (0, 1e10, 1e12, 1e14, 1e16)
+    ]
     assert all(a >= b for a, b in zip(powers, powers[1:])) and powers[0] > powers[-1]
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from splitrl.worlds.lyappo.env import LyaPPOEnv
 from splitrl.worlds.lyappo.baselines import FixedPolicy, GreedyPolicy, RandomPolicy
+from splitrl.worlds.lyappo.env import LyaPPOEnv
 from splitrl.worlds.lyappo.evaluate import evaluate_policy
 
 SCEN = {"num_devices": 2, "episode_periods": 60}
@@ -50,8 +50,10 @@ def test_greedy_choice_is_optimal_in_its_own_lookahead():
 
 
 def test_greedy_beats_random_and_mid_fixed_points():
-    res = {p.name: evaluate_policy(p, SCEN, episodes=1, seed=20)
-           for p in (GreedyPolicy(), RandomPolicy(), FixedPolicy("mid"))}
+    res = {
+        p.name: evaluate_policy(p, SCEN, episodes=1, seed=20)
+        for p in (GreedyPolicy(), RandomPolicy(), FixedPolicy("mid"))
+    }
     assert res["Greedy-Cov"]["reward"] > res["Random-Cov"]["reward"]
     assert res["Greedy-Cov"]["reward"] > res["Fix-Cov"]["reward"]
     assert res["Greedy-Cov"]["energy"] < res["Random-Cov"]["energy"]

@@ -2,8 +2,8 @@
 
 import json
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +12,9 @@ from splitrl.platform.config import ConfigError, load_config, resolve_config
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "splitrl.platform.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "splitrl.platform.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_help_lists_subcommands():
@@ -28,7 +29,7 @@ def test_profile_json_structure(capsys):
     assert prof["model"] == "resnet18" and prof["input_shape"] == [3, 224, 224]
     assert {"name", "op", "macs", "out_bytes", "parents"} <= set(prof["nodes"][0])
     names = [n["name"] for n in prof["nodes"]]
-    assert all(p in names[: i] for i, n in enumerate(prof["nodes"]) for p in n["parents"])
+    assert all(p in names[:i] for i, n in enumerate(prof["nodes"]) for p in n["parents"])
     for key, first in (("partition_points", 1), ("layer_points", 0)):
         pts = prof[key]
         assert [p["index"] for p in pts] == list(range(first, first + len(pts)))
@@ -51,8 +52,16 @@ def test_profile_table_and_unknown_model(capsys):
 def test_compare_writes_table_json_and_plot(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("scenario:\n  num_devices: 2\nevaluation:\n  episodes: 2\n  episode_periods: 8\n")
-    out = run_cli("compare", str(cfg), "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"),
-                  "--set", "scenario.arrival_rate=1.5")
+    out = run_cli(
+        "compare",
+        str(cfg),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--plot",
+        str(tmp_path / "r.png"),
+        "--set",
+        "scenario.arrival_rate=1.5",
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "r.json").read_text())
     names = ["Fix-Cov", "Random-Cov", "Local-only", "Edge-only", "Greedy-Cov"]
@@ -70,8 +79,17 @@ def test_compare_writes_table_json_and_plot(tmp_path):
 
 
 def test_compare_is_reproducible(tmp_path):
-    args = ["compare", "--set", "scenario.num_devices=2", "--set", "evaluation.episode_periods=5",
-            "--set", "evaluation.episodes=1", "--set", "evaluation.baselines=[Random-Cov,Greedy-Cov]"]
+    args = [
+        "compare",
+        "--set",
+        "scenario.num_devices=2",
+        "--set",
+        "evaluation.episode_periods=5",
+        "--set",
+        "evaluation.episodes=1",
+        "--set",
+        "evaluation.baselines=[Random-Cov,Greedy-Cov]",
+    ]
     a = run_cli(*args, "--json", str(tmp_path / "a.json"))
     b = run_cli(*args, "--json", str(tmp_path / "b.json"))
     assert a.returncode == 0 and b.returncode == 0
@@ -81,23 +99,28 @@ def test_compare_is_reproducible(tmp_path):
     assert ja == jb
 
 
-@pytest.mark.parametrize("args, key", [
-    (["--set", "scenario.num_devices=-1"], "scenario.num_devices"),
-    (["--set", "scenario.bogus=1"], "scenario.bogus"),
-    (["--set", "evaluation.episodes=0"], "evaluation.episodes"),
-    (["--set", "evaluation.baselines=[Oracle]"], "evaluation.baselines"),
-    (["--set", "training.lr=1"], "training"),
-    (["--set", "scenario.arrival_rate=100"], "scenario.arrival_rate"),
-    (["--set", "evaluation.fixed_partition=[1, 99]"], "evaluation.fixed_partition"),
-    (["--set", "novalue"], "novalue"),
-    (["--set", "scenario.world=mars"], "scenario.world"),
-    (["--set", "scenario.world=emh", "--set", "algorithm.name=lyappo"], "algorithm.name"),
-    (["--set", "scenario.world=emh", "--set", "evaluation.baselines=[Fix-Cov]"], "evaluation.baselines"),
-    (["--set", "scenario.world=emh", "--set", "scenario.num_channels=0"], "scenario.num_channels"),
-    (["--set", "scenario.world=emh", "--set", "scenario.arrival_rate=1"], "scenario.arrival_rate"),
-    (["--set", "scenario.world=emh", "--set", "algorithm.point_prior_temperature=-1"],
-     "algorithm.point_prior_temperature"),
-])
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["--set", "scenario.num_devices=-1"], "scenario.num_devices"),
+        (["--set", "scenario.bogus=1"], "scenario.bogus"),
+        (["--set", "evaluation.episodes=0"], "evaluation.episodes"),
+        (["--set", "evaluation.baselines=[Oracle]"], "evaluation.baselines"),
+        (["--set", "training.lr=1"], "training"),
+        (["--set", "scenario.arrival_rate=100"], "scenario.arrival_rate"),
+        (["--set", "evaluation.fixed_partition=[1, 99]"], "evaluation.fixed_partition"),
+        (["--set", "novalue"], "novalue"),
+        (["--set", "scenario.world=mars"], "scenario.world"),
+        (["--set", "scenario.world=emh", "--set", "algorithm.name=lyappo"], "algorithm.name"),
+        (["--set", "scenario.world=emh", "--set", "evaluation.baselines=[Fix-Cov]"], "evaluation.baselines"),
+        (["--set", "scenario.world=emh", "--set", "scenario.num_channels=0"], "scenario.num_channels"),
+        (["--set", "scenario.world=emh", "--set", "scenario.arrival_rate=1"], "scenario.arrival_rate"),
+        (
+            ["--set", "scenario.world=emh", "--set", "algorithm.point_prior_temperature=-1"],
+            "algorithm.point_prior_temperature",
+        ),
+    ],
+)
 def test_bad_config_is_one_clear_line_and_exit_2(tmp_path, args, key):
     out = run_cli("compare", *args, "--json", str(tmp_path / "r.json"))
     assert out.returncode == 2
@@ -114,10 +137,16 @@ def test_entropy_coefficients_take_a_schedule_or_say_what_is_wrong(key):
     section, name = key.split(".")
     assert cfg[section][name] == [[0, 0.03], [1_000_000, 0.0], [2_000_000, 0.01]]
     assert resolve_config(emh, [f"{key}=0.02"])[section][name] == 0.02
-    for bad, why in [("[[0, 0.1]]", "at least two points"), ("[[5, 0.1], [9, 0]]", "first point's env step is 5"),
-                     ("[[0, 0.1], [0, 0]]", "env step 0 of point 1 is not after 0"),
-                     ("[[0, 0.1], [10, -1]]", "point 1 has value -1"), ("[[0, 0.1], [10.5, 0]]", "point 1 is"),
-                     ("[0.1, 0.2]", "point 0 is 0.1"), ("abc", "expected float or a schedule"), ("-1", "must be >= 0")]:
+    for bad, why in [
+        ("[[0, 0.1]]", "at least two points"),
+        ("[[5, 0.1], [9, 0]]", "first point's env step is 5"),
+        ("[[0, 0.1], [0, 0]]", "env step 0 of point 1 is not after 0"),
+        ("[[0, 0.1], [10, -1]]", "point 1 has value -1"),
+        ("[[0, 0.1], [10.5, 0]]", "point 1 is"),
+        ("[0.1, 0.2]", "point 0 is 0.1"),
+        ("abc", "expected float or a schedule"),
+        ("-1", "must be >= 0"),
+    ]:
         with pytest.raises(ConfigError, match=why) as err:
             resolve_config(emh, [f"{key}={bad}"])
         assert err.value.key == key
@@ -147,8 +176,14 @@ def test_progress_is_live_on_a_terminal_and_plain_otherwise():
         def isatty(self):
             return True
 
-    m = {"env_steps": 4000.0, "env_steps_per_s": 800.0, "time_s": 5.0, "episode_return_mean": -123.4,
-         "energy": 0.0005, "backlog": 0.75}
+    m = {
+        "env_steps": 4000.0,
+        "env_steps_per_s": 800.0,
+        "time_s": 5.0,
+        "episode_return_mean": -123.4,
+        "energy": 0.0005,
+        "backlog": 0.75,
+    }
     tty, plain = Tty(), io.StringIO()
     for stream in (tty, plain):
         p = Progress(stream)

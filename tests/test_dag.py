@@ -2,8 +2,8 @@
 
 import pytest
 
-from splitrl.dnn.dag import OperatorGraph
 from splitrl.dnn import MODELS, PUBLISHED_GMACS, load_profile
+from splitrl.dnn.dag import OperatorGraph
 
 
 def _ancestors_closure(graph, cut):
@@ -61,13 +61,15 @@ def test_every_cut_blocks_all_paths_and_its_numbers_add_up(model):
 
 def test_parallel_branches_combine_by_cartesian_product():
     # input -> a -> {b1 -> b2, c1} -> add -> out: the branch (b1, b2) has 3 prefixes, (c1) has 2
-    nodes = [{"name": "input", "op": "input", "macs": 0, "out_bytes": 8, "parents": []},
-             {"name": "a", "op": "conv", "macs": 1, "out_bytes": 4, "parents": ["input"]},
-             {"name": "b1", "op": "conv", "macs": 2, "out_bytes": 3, "parents": ["a"]},
-             {"name": "b2", "op": "conv", "macs": 3, "out_bytes": 2, "parents": ["b1"]},
-             {"name": "c1", "op": "conv", "macs": 5, "out_bytes": 1, "parents": ["a"]},
-             {"name": "add", "op": "add", "macs": 0, "out_bytes": 2, "parents": ["b2", "c1"]},
-             {"name": "out", "op": "linear", "macs": 7, "out_bytes": 1, "parents": ["add"]}]
+    nodes = [
+        {"name": "input", "op": "input", "macs": 0, "out_bytes": 8, "parents": []},
+        {"name": "a", "op": "conv", "macs": 1, "out_bytes": 4, "parents": ["input"]},
+        {"name": "b1", "op": "conv", "macs": 2, "out_bytes": 3, "parents": ["a"]},
+        {"name": "b2", "op": "conv", "macs": 3, "out_bytes": 2, "parents": ["b1"]},
+        {"name": "c1", "op": "conv", "macs": 5, "out_bytes": 1, "parents": ["a"]},
+        {"name": "add", "op": "add", "macs": 0, "out_bytes": 2, "parents": ["b2", "c1"]},
+        {"name": "out", "op": "linear", "macs": 7, "out_bytes": 1, "parents": ["add"]},
+    ]
     pts = OperatorGraph(nodes).partition_points()
     cuts = [tuple(p["cut"]) for p in pts]
     # input, a, 3 x 2 - 1 mixed branch states, add, out

@@ -3,14 +3,12 @@
 import numpy as np
 import pytest
 
+from splitrl.core.errors import ScenarioError
 from splitrl.worlds.emh.actions import decode_actions, encode_decisions
-
-from splitrl.worlds.emh.scenario import make_emh_scenario
-
-from splitrl.worlds.emh.system import EMHSystem
 from splitrl.worlds.emh.env import EMHJointEnv, EMHMultiAgentEnv, learner_reward, parallel_env
 from splitrl.worlds.emh.physics import path_gain, server_load, task_latency_energy, uplink_rates
-from splitrl.core.errors import ScenarioError
+from splitrl.worlds.emh.scenario import make_emh_scenario
+from splitrl.worlds.emh.system import EMHSystem
 
 L0 = 0.1
 BASE = {"l0_s": L0}
@@ -41,8 +39,9 @@ def test_window_reward_is_eq8_recomputed_from_the_physics():
         share, bits = w.share[point[:, x]], np.where(act, w.tx_bits[point[:, x]], 0.0)
         rate = uplink_rates(power[:, x], gain, channel[:, x], bandwidth_hz=1e6, noise_w=1e-9, active=act & (bits > 0))
         load = server_load(server[:, x], act & (share < 1))
-        lat, e, _ = task_latency_energy(share, bits, rate, power[:, x], load, l0_s=L0, total_macs=w.total_macs,
-                                        zeta_j_per_mmac=1e-5)
+        lat, e, _ = task_latency_energy(
+            share, bits, rate, power[:, x], load, l0_s=L0, total_macs=w.total_macs, zeta_j_per_mmac=1e-5
+        )
         per_device += np.where(act, lat, 0.0)
         energy += np.where(act, e, 0.0).sum()
     T = per_device.max()
@@ -120,8 +119,9 @@ def test_seeded_episodes_repeat_and_every_agent_sees_the_global_state():
         rng = np.random.default_rng(5)
         out = [obs["md_0"]]
         while env.agents:
-            acts = {a: env.action_spaces[a].sample() * 0 + rng.normal(0, 1, env.action_spaces[a].shape)
-                    for a in env.agents}
+            acts = {
+                a: env.action_spaces[a].sample() * 0 + rng.normal(0, 1, env.action_spaces[a].shape) for a in env.agents
+            }
             obs, rew, term, trunc, info = env.step(acts)
             assert len({float(r) for r in rew.values()}) == 1
             if obs:
@@ -165,13 +165,23 @@ def test_learner_reward_compression_is_monotone_and_linear_for_small_costs():
     assert learner_reward({"reward": -3.0}, (0.1, None)) == pytest.approx(-0.3)
 
 
-@pytest.mark.parametrize("key,value,fragment", [
-    ("num_devices", 0, "must be >= 1"), ("mdp", "slots", "task, time"), ("partitioning", "grid", "operator"),
-    ("model", "lenet", "unknown model"), ("p_floor", 2, "(0, 1]"), ("fixed_tasks", 0, ">= 1"),
-    ("num_servrs", 2, "unknown key"), ("distance_min_m", 500, "distance_max_m"),
-    ("observe_gain", "yes", "true or false"), ("feature_bits_per_element", 0, "> 0"),
-    ("queue_obs_cap", 0, "> 0 or null"), ("queue_obs_cap", "many", "queue_obs_cap"),
-])
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("num_devices", 0, "must be >= 1"),
+        ("mdp", "slots", "task, time"),
+        ("partitioning", "grid", "operator"),
+        ("model", "lenet", "unknown model"),
+        ("p_floor", 2, "(0, 1]"),
+        ("fixed_tasks", 0, ">= 1"),
+        ("num_servrs", 2, "unknown key"),
+        ("distance_min_m", 500, "distance_max_m"),
+        ("observe_gain", "yes", "true or false"),
+        ("feature_bits_per_element", 0, "> 0"),
+        ("queue_obs_cap", 0, "> 0 or null"),
+        ("queue_obs_cap", "many", "queue_obs_cap"),
+    ],
+)
 def test_bad_scenario_values_name_the_key(key, value, fragment):
     with pytest.raises(ScenarioError) as err:
         make_emh_scenario({key: value})
@@ -218,9 +228,9 @@ def test_a_capped_queue_feature_gives_long_queues_the_state_of_the_cap():
             w = world(fixed_tasks=tasks, queue_obs_cap=cap)
             w.reset(np.random.default_rng(3))
             obs[tasks, cap] = w.observation()
-    np.testing.assert_allclose(obs[200, None][:3], 200 / 50)             # X_n / task_mean
-    np.testing.assert_allclose(obs[20, 50][:3], 20 / 50)                 # min(X_n, cap) / cap
-    np.testing.assert_array_equal(obs[200, 50], obs[50, 50])             # 200 tasks look like 50
+    np.testing.assert_allclose(obs[200, None][:3], 200 / 50)  # X_n / task_mean
+    np.testing.assert_allclose(obs[20, 50][:3], 20 / 50)  # min(X_n, cap) / cap
+    np.testing.assert_array_equal(obs[200, 50], obs[50, 50])  # 200 tasks look like 50
     np.testing.assert_array_equal(obs[200, 50][3:], obs[200, None][3:])  # the rest of the state as before
 
 
@@ -240,8 +250,8 @@ def test_infos_carry_the_episode_totals():
 
 
 def test_reference_schedules_coordinate_channels_as_documented():
-    from splitrl.worlds.emh.physics import path_gain, uplink_rates
     from splitrl.worlds.emh.baselines import CSISharing, RoundRobin
+    from splitrl.worlds.emh.physics import path_gain, uplink_rates
 
     w = world(fixed_tasks=10)
     w.reset(np.random.default_rng(5))
@@ -281,7 +291,7 @@ def test_evaluation_reports_the_mean_and_spread_of_its_seeded_episodes():
 def test_points_off_the_pareto_front_never_lower_latency_or_energy():
     w = world(feature_bits_per_element=32.0)  # float32 features: a richer front
     front = w.pareto_points()
-    share, bits = w.share[:w.num_points], w.tx_bits[:w.num_points]
+    share, bits = w.share[: w.num_points], w.tx_bits[: w.num_points]
     assert front[0] == 0 and front[-1] == w.num_points - 1  # raw input and fully local
     assert all(np.diff(share[front]) > 0) and all(np.diff(bits[front]) < 0)
     rng = np.random.default_rng(5)
@@ -293,8 +303,9 @@ def test_points_off_the_pareto_front_never_lower_latency_or_energy():
     power = rng.uniform(0.01, 1.0, (N, X))
     active = np.ones((N, X), dtype=bool)
     # every point replaced by a front point that matches or beats it in share and bits
-    dominating = np.array([next(j for j in front if share[j] <= share[i] and bits[j] <= bits[i])
-                           for i in range(w.num_points)])
+    dominating = np.array(
+        [next(j for j in front if share[j] <= share[i] and bits[j] <= bits[i]) for i in range(w.num_points)]
+    )
     lat, energy, _ = w.evaluate_tasks(point, channel, server, power, active)
     lat2, energy2, _ = w.evaluate_tasks(dominating[point], channel, server, power, active)
     # a dominating point keeps the device sending (bits > 0) and using a server (share < 1)
@@ -326,7 +337,7 @@ def _on_lower_hull(p, points):
 
 @pytest.mark.parametrize("model", ["resnet50", "googlenet", "mobilenet_v2"])
 def test_operator_cuts_add_no_front_point_over_the_layer_chain_with_encoded_inputs(model):
-    """docs/results.md: with the default transfer model (an encoded 9.4 kB input, 8-bit features)
+    """docs/results/emh.md: with the default transfer model (an encoded 9.4 kB input, 8-bit features)
     every operator-grained cut is matched or beaten in (share, bits) by a layer-chain cut, so
     vertical partitioning reaches the same optimum."""
     op, vert = _front(model, partitioning="operator")[0], _front(model, partitioning="vertical")[0]
@@ -335,7 +346,7 @@ def test_operator_cuts_add_no_front_point_over_the_layer_chain_with_encoded_inpu
 
 @pytest.mark.parametrize("model, extra", [("resnet50", 1), ("googlenet", 4), ("mobilenet_v2", 0)])
 def test_raw_inputs_give_operator_only_front_points_but_none_a_lone_task_would_pick(model, extra):
-    """docs/results.md: sending the raw input at the features' 8 bits per element, cuts across a
+    """docs/results/emh.md: sending the raw input at the features' 8 bits per element, cuts across a
     block's branches (ResNet-50's downsampling skip, GoogLeNet's inception branches) add front
     points the layer chain lacks; none lies on the lower convex hull of the cut set, and a lone
     task's cost (eqs. 2-3, linear in share and bits at a given rate, power and load) is least at
@@ -345,7 +356,7 @@ def test_raw_inputs_give_operator_only_front_points_but_none_a_lone_task_would_p
     vert = _front(model, partitioning="vertical", **raw)[0]
     only = op - vert
     assert len(only) == extra
-    cuts = list(zip(w.share[:w.num_points].tolist(), w.tx_bits[:w.num_points].tolist()))
+    cuts = list(zip(w.share[: w.num_points].tolist(), w.tx_bits[: w.num_points].tolist()))
     assert not any(_on_lower_hull(p, cuts) for p in only)
     # the check can say yes: both ends always, and MobileNetV2's interior layer-chain cuts
     assert _on_lower_hull(cuts[0], cuts) and _on_lower_hull(cuts[-1], cuts)
@@ -374,15 +385,15 @@ def test_action_gates_mark_exactly_the_entries_that_do_not_act():
     a = np.concatenate([rng.integers(0, joint.nvec), rng.normal(0, 2, joint.num_continuous)]).astype(float)
     block = nd // N
     a[[n * block + 1 + 3 * x for n in range(N) for x in range(s.max_window)]] = 0  # offload the raw input
-    a[[n * block for n in range(N)]] = [3, 3, 0]   # windows W = 4, 4, 1: an active task never runs alone
+    a[[n * block for n in range(N)]] = [3, 3, 0]  # windows W = 4, 4, 1: an active task never runs alone
     base = outcome(a)
     for i in range(len(a)):
         g = gates["discrete"][i] if i < nd else gates["continuous"][i - nd]
         if g is None:
-            continue                                            # window entries: they act
+            continue  # window entries: they act
         active = a[g[0]] >= g[1]
         changed = []
-        for v in ([(a[i] + k) % joint.nvec[i] for k in (1, 2)] if i < nd else [a[i] + 3.0, a[i] - 3.0]):
+        for v in [(a[i] + k) % joint.nvec[i] for k in (1, 2)] if i < nd else [a[i] + 3.0, a[i] - 3.0]:
             b = a.copy()
             b[i] = v
             changed.append(outcome(b) != base)

@@ -9,7 +9,7 @@ from splitrl.worlds.emh.physics import path_gain, server_load, task_latency_ener
 def test_path_gain_and_shadowing():
     assert path_gain(10.0, 0.0) == pytest.approx(1e-3)
     assert path_gain(10.0, 10.0) == pytest.approx(1e-2)
-    assert path_gain(2.0, -3.0, exponent=2.0) == pytest.approx(0.25 * 10 ** -0.3)
+    assert path_gain(2.0, -3.0, exponent=2.0) == pytest.approx(0.25 * 10**-0.3)
 
 
 def test_uplink_rates_co_channel_interference():
@@ -18,8 +18,7 @@ def test_uplink_rates_co_channel_interference():
     ch = np.array([0, 0, 1])
     B, s2 = 1e6, 1e-9
     r = uplink_rates(p, g, ch, bandwidth_hz=B, noise_w=s2)
-    expected = [B * np.log2(1 + 1e-6 / (s2 + 1e-6)), B * np.log2(1 + 1e-6 / (s2 + 1e-6)),
-                B * np.log2(1 + 1e-7 / s2)]
+    expected = [B * np.log2(1 + 1e-6 / (s2 + 1e-6)), B * np.log2(1 + 1e-6 / (s2 + 1e-6)), B * np.log2(1 + 1e-7 / s2)]
     np.testing.assert_allclose(r, expected)
     # an idle device neither transmits nor interferes
     r2 = uplink_rates(p, g, ch, bandwidth_hz=B, noise_w=s2, active=[True, False, True])
@@ -36,8 +35,15 @@ def test_server_contention_counts():
 
 def test_latency_and_energy_equations():
     lat, en, parts = task_latency_energy(
-        device_share=np.array([1.0, 0.0, 0.25]), tx_bits=np.array([0.0, 8e6, 2e6]), rate=np.array([0.0, 4e6, 1e6]),
-        power_w=np.array([0.0, 0.5, 1.0]), load=np.array([0, 2, 1]), l0_s=0.1, total_macs=4e9, zeta_j_per_mmac=1e-5)
+        device_share=np.array([1.0, 0.0, 0.25]),
+        tx_bits=np.array([0.0, 8e6, 2e6]),
+        rate=np.array([0.0, 4e6, 1e6]),
+        power_w=np.array([0.0, 0.5, 1.0]),
+        load=np.array([0, 2, 1]),
+        l0_s=0.1,
+        total_macs=4e9,
+        zeta_j_per_mmac=1e-5,
+    )
     np.testing.assert_allclose(parts["local"], [0.5, 0.0, 0.125])
     np.testing.assert_allclose(parts["tx"], [0.0, 2.0, 2.0])
     np.testing.assert_allclose(parts["server"], [0.0, 0.2, 0.075])

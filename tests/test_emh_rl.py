@@ -10,14 +10,24 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def _cfg(name, **scenario):
-    return resolve_config({
-        "scenario": {"world": "emh", "l0_s": 0.1, **scenario},
-        "algorithm": {"name": name, "train_batch_size": 64, "minibatch_size": 32, "num_epochs": 1,
-                      "lr": 1e-3, "reward_clip": 20.0, "point_prior_temperature": 0.3, "grad_clip": None},
-        "stop": {"iterations": 1},
-        "tracking": {"enabled": False},
-        "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1},
-    })
+    return resolve_config(
+        {
+            "scenario": {"world": "emh", "l0_s": 0.1, **scenario},
+            "algorithm": {
+                "name": name,
+                "train_batch_size": 64,
+                "minibatch_size": 32,
+                "num_epochs": 1,
+                "lr": 1e-3,
+                "reward_clip": 20.0,
+                "point_prior_temperature": 0.3,
+                "grad_clip": None,
+            },
+            "stop": {"iterations": 1},
+            "tracking": {"enabled": False},
+            "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1},
+        }
+    )
 
 
 def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent():
@@ -41,9 +51,7 @@ def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent()
 
 def test_initial_point_prior_follows_nominal_cost():
     from splitrl.worlds.emh.algorithms import module_spec
-
     from splitrl.worlds.emh.scenario import make_emh_scenario
-
     from splitrl.worlds.emh.system import EMHSystem
 
     cfg = _cfg("emh-ppo")
@@ -52,7 +60,7 @@ def test_initial_point_prior_follows_nominal_cost():
     with torch.no_grad():
         logits = m.actor(m.encoder(torch.zeros(1, 9)))[0]
     S = 85
-    first_point = logits[5:5 + S].numpy()  # after the window-size branch
+    first_point = logits[5 : 5 + S].numpy()  # after the window-size branch
     cost = EMHSystem(make_emh_scenario(cfg["scenario"])).nominal_cost()
     assert int(first_point.argmax()) == int(cost.argmin()) == 0  # the encoded input: the lowest nominal cost
     # the logits start as -cost / T, up to the small contribution of the untrained layers
@@ -114,9 +122,9 @@ def test_one_training_step_updates_the_shared_encoder_once(ray_local):
 def test_window_entropy_bonus_keeps_the_window_head_exploring(ray_local, name):
     """The same first batch (same seed), one update with and without the window bonus: with it,
     the window-size entropy on fresh states ends higher, and the learner reports it."""
+    from splitrl.worlds.emh.algorithms import build_algo_config
     from splitrl.worlds.emh.scenario import make_emh_scenario
     from splitrl.worlds.emh.system import EMHSystem
-    from splitrl.worlds.emh.algorithms import build_algo_config
 
     cfg = _cfg(name)
     world = EMHSystem(make_emh_scenario(cfg["scenario"]))
@@ -148,9 +156,9 @@ def test_window_entropy_schedule_follows_sampled_env_steps_across_a_restore(ray_
     schedule at the lifetime count of sampled env steps, from the first update on and also in the
     first update after a save and restore into a new algorithm (the count continues there), and
     ``train``'s metrics report it."""
-    from splitrl.worlds.emh.algorithms import build_algo_config
     from splitrl import worlds
     from splitrl.platform.loop import curate
+    from splitrl.worlds.emh.algorithms import build_algo_config
 
     span = 1000
     cfg = _cfg("emh-ppo")
@@ -169,7 +177,9 @@ def test_window_entropy_schedule_follows_sampled_env_steps_across_a_restore(ray_
                 assert result["learners"][f"md_{n}"]["curr_window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
                 sched = algo.learner_group._learner.window_entropy_schedulers[f"md_{n}"]
                 assert float(sched.get_current_value()) == pytest.approx(want, abs=1e-6)
-            assert curate(result, worlds.get("emh"), elapsed_s=1.0, steps0=0.0, time0=0.0, reward_scale=1.0)["learner/window_entropy_coeff"] == pytest.approx(want, abs=1e-6)
+            assert curate(result, worlds.get("emh"), elapsed_s=1.0, steps0=0.0, time0=0.0, reward_scale=1.0)[
+                "learner/window_entropy_coeff"
+            ] == pytest.approx(want, abs=1e-6)
             seen.append(steps)
             if not restore:
                 algo.save_to_path(str(tmp_path / "ckpt"))
@@ -186,11 +196,15 @@ def test_entropy_schedule_holds_in_the_update_that_uses_it(ray_local, world):
     if world == "lyappo":
         from splitrl.worlds.lyappo.algorithms import build_algo_config
 
-        cfg = resolve_config({"scenario": {"num_devices": 2, "episode_periods": 20},
-                              "algorithm": {"name": "lyappo", "train_batch_size": 64, "minibatch_size": 32,
-                                            "num_epochs": 1},
-                              "stop": {"iterations": 1}, "tracking": {"enabled": False},
-                              "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1}})
+        cfg = resolve_config(
+            {
+                "scenario": {"num_devices": 2, "episode_periods": 20},
+                "algorithm": {"name": "lyappo", "train_batch_size": 64, "minibatch_size": 32, "num_epochs": 1},
+                "stop": {"iterations": 1},
+                "tracking": {"enabled": False},
+                "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 1},
+            }
+        )
     else:
         from splitrl.worlds.emh.algorithms import build_algo_config
 
@@ -244,11 +258,12 @@ def test_a_trained_agent_is_compared_with_its_own_observation_keys():
 
     policy = Recording(module_spec(cfg).build(), cfg, "EMH-PPO")
     compare_scenario = {**cfg["scenario"], "observe_gain": True, "queue_obs_cap": None}
-    m = evaluate_emh_policy(policy, compare_scenario, {"episodes": 1, "seed": 0, "fixed_tasks": 50,
-                                                         "fixed_distance_m": 50.0})
+    m = evaluate_emh_policy(
+        policy, compare_scenario, {"episodes": 1, "seed": 0, "fixed_tasks": 50, "fixed_distance_m": 50.0}
+    )
     assert m["tasks"] == 150
-    assert all(o.shape == (6,) for o in seen)                 # no gains, as trained
-    np.testing.assert_allclose(seen[0][:3], 1.0)             # 50 tasks under a cap of 20: full
+    assert all(o.shape == (6,) for o in seen)  # no gains, as trained
+    np.testing.assert_allclose(seen[0][:3], 1.0)  # 50 tasks under a cap of 20: full
 
 
 def test_policy_names_carry_the_agents_variant():

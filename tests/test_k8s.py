@@ -37,14 +37,17 @@ RAY_VERSION = "2.60.0"
 # A Kubernetes version that kubernetes-validate 1.37.0 bundles schemas for (1.30 ... 1.37).
 K8S_VERSION = "1.33.0"
 MANIFEST_FILES = ("mlflow.yaml", "raycluster.yaml", "rayjob.yaml")
-ENTRYPOINT = ("python -m splitrl sweep /home/ray/splitrl/configs/sweeps/lyappo_fl.yaml --address auto "
-              "--out /mnt/results/lyappo_fl")
+ENTRYPOINT = (
+    "python -m splitrl sweep /home/ray/splitrl/configs/sweeps/lyappo_fl.yaml --address auto "
+    "--out /mnt/results/lyappo_fl"
+)
 CREDENTIAL_WORDS = ("PASSWORD", "TOKEN", "SECRET")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # --------------------------------------------------------------------------------------- loading
+
 
 def _load_manifest(name: str) -> list[dict]:
     with open(K8S_DIR / name) as f:
@@ -103,6 +106,7 @@ def _int_or_string(schema: Any) -> Any:
 
 # ---------------------------------------------------------------------------------- validators
 
+
 def _unknown_fields(instance: Any, schema: dict, path: str = "") -> Iterator[str]:
     """Keys that the structural schema does not declare (the API server would prune them)."""
     if isinstance(instance, dict):
@@ -125,12 +129,14 @@ def ray_errors(doc: dict) -> list[str]:
     """All problems of a Ray object: CRD schema violations and undeclared (pruned) fields."""
     schema = _crd_schema(doc["kind"])
     validator = jsonschema.Draft7Validator(schema)
-    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-              for e in validator.iter_errors(doc)]
+    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(doc)]
     errors += [f"{p}: unknown field (would be pruned)" for p in _unknown_fields(doc, schema)]
     # The CRD leaves metadata as a free object; the API server validates it as ObjectMeta.
-    errors += [f".metadata.{k}: unexpected" for k in doc.get("metadata", {})
-               if k not in {"name", "namespace", "labels", "annotations"}]
+    errors += [
+        f".metadata.{k}: unexpected"
+        for k in doc.get("metadata", {})
+        if k not in {"name", "namespace", "labels", "annotations"}
+    ]
     if doc.get("apiVersion") != RAY_API_VERSION:
         errors.append(f"apiVersion {doc.get('apiVersion')!r} != {RAY_API_VERSION}")
     return errors
@@ -187,11 +193,17 @@ def _walk(node: Any) -> Iterator[Any]:
 
 # ------------------------------------------------------------------------------- positive tests
 
+
 def test_manifests_present():
     kinds = sorted(f"{name}:{doc['kind']}" for name, doc in DOCS)
-    for expected in ("mlflow.yaml:ConfigMap", "mlflow.yaml:Deployment", "mlflow.yaml:Service",
-                     "mlflow.yaml:PersistentVolumeClaim", "raycluster.yaml:RayCluster",
-                     "rayjob.yaml:RayJob"):
+    for expected in (
+        "mlflow.yaml:ConfigMap",
+        "mlflow.yaml:Deployment",
+        "mlflow.yaml:Service",
+        "mlflow.yaml:PersistentVolumeClaim",
+        "raycluster.yaml:RayCluster",
+        "rayjob.yaml:RayJob",
+    ):
         assert expected in kinds, kinds
     assert (K8S_DIR / "Dockerfile").is_file()
     assert (REPO / ".dockerignore").is_file()
@@ -249,14 +261,33 @@ def test_pyproject_pins_same_ray():
 
 
 def test_dockerignore():
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
-    for required in (".venv", "runs", "mlflow.db", "mlruns", ".git", "*.egg-info", "sweeps",
-                     "__pycache__", ".pytest_cache"):
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for required in (
+        ".venv",
+        "runs",
+        "mlflow.db",
+        "mlruns",
+        ".git",
+        "*.egg-info",
+        "sweeps",
+        "__pycache__",
+        ".pytest_cache",
+    ):
         assert any(p == required or p == f"**/{required}" for p in patterns), required
     # Nothing the image needs may be excluded (configs/sweeps/ in particular).
-    for needed in ("pyproject.toml", "README.md", "splitrl", "splitrl/__init__.py", "configs",
-                   "configs/sweeps", "configs/sweeps/lyappo_fl.yaml"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "splitrl",
+        "splitrl/__init__.py",
+        "configs",
+        "configs/sweeps",
+        "configs/sweeps/lyappo_fl.yaml",
+    ):
         assert not [p for p in patterns if fnmatch.fnmatch(needed, p)], needed
 
 
@@ -293,15 +324,13 @@ def test_ray_cluster_shape(item):
     head = cluster["headGroupSpec"]
     assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
     (worker,) = cluster["workerGroupSpecs"]
-    assert (worker["groupName"], worker["minReplicas"], worker["replicas"], worker["maxReplicas"]) == \
-        ("cpu", 0, 1, 10)
+    assert (worker["groupName"], worker["minReplicas"], worker["replicas"], worker["maxReplicas"]) == ("cpu", 0, 1, 10)
     for group in (head, worker):
         pod = group["template"]["spec"]
         ray_container = pod["containers"][0]
         # The MLflow URI (and optional credentials) arrive via envFrom, never as literal env.
         assert {"configMapRef": {"name": "splitrl-tracking"}} in ray_container["envFrom"]
-        assert {"secretRef": {"name": "splitrl-mlflow-credentials", "optional": True}} in \
-            ray_container["envFrom"]
+        assert {"secretRef": {"name": "splitrl-mlflow-credentials", "optional": True}} in ray_container["envFrom"]
         assert ray_container["image"] == "splitrl:0.1.0"
         # Tune's storage path on a volume every node shares.
         mounts = {m["mountPath"]: m["name"] for m in ray_container["volumeMounts"]}
@@ -350,8 +379,7 @@ def test_mlflow_service_and_tracking_configmap():
     assert args["--host"] == "0.0.0.0" and args["--port"] == "5000"
     assert "--serve-artifacts" in cmd
     hosts = cmd[cmd.index("--allowed-hosts") + 1].split(",")
-    for host in ("mlflow:5000", "mlflow.splitrl.svc:5000", "mlflow.splitrl.svc.cluster.local:5000",
-                 "localhost:5000"):
+    for host in ("mlflow:5000", "mlflow.splitrl.svc:5000", "mlflow.splitrl.svc.cluster.local:5000", "localhost:5000"):
         assert any(fnmatch.fnmatch(host, p) if "*" in p else host == p for p in hosts), host
     assert "*" not in hosts
     for probe in ("readinessProbe", "livenessProbe"):
@@ -404,6 +432,7 @@ def test_no_literal_credentials(item):
 
 # ------------------------------------------------------------------------------- negative tests
 
+
 def _raycluster() -> dict:
     (cluster,) = _by_kind("RayCluster")
     return copy.deepcopy(cluster)
@@ -437,10 +466,18 @@ def _mut_misspelt_top_level(doc):
     _rename(doc["spec"], "enableInTreeAutoscaling", "enableInTreeAutoScaling")
 
 
-@pytest.mark.parametrize("mutate", [
-    _mut_misspelt_ray_start_params, _mut_max_replicas_string, _mut_misspelt_container_field,
-    _mut_missing_group_name, _mut_bad_upscaling_mode, _mut_misspelt_top_level,
-], ids=lambda f: f.__name__.removeprefix("_mut_"))
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        _mut_misspelt_ray_start_params,
+        _mut_max_replicas_string,
+        _mut_misspelt_container_field,
+        _mut_missing_group_name,
+        _mut_bad_upscaling_mode,
+        _mut_misspelt_top_level,
+    ],
+    ids=lambda f: f.__name__.removeprefix("_mut_"),
+)
 def test_broken_raycluster_is_rejected(mutate):
     doc = _raycluster()
     assert ray_errors(doc) == []

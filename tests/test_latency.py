@@ -26,7 +26,9 @@ def test_server_latency_is_measured_once_and_cached(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     try:
         l0_one = latency.measure_server_latency("alexnet", repeats=3)
-        assert l0_one == json.loads((tmp_path / "server_latency.json").read_text())[key] and torch.get_num_threads() == 1
+        assert (
+            l0_one == json.loads((tmp_path / "server_latency.json").read_text())[key] and torch.get_num_threads() == 1
+        )
         assert key.endswith(f"threads-{os.cpu_count()}")
     finally:
         torch.set_num_threads(threads)

@@ -6,9 +6,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import splitrl  # noqa: F401  (registers splitrl/LyaPPO-v0)
+from splitrl.core.errors import ScenarioError
 from splitrl.worlds.lyappo.channel import shannon_rate
 from splitrl.worlds.lyappo.env import LyaPPOEnv
-from splitrl.core.errors import ScenarioError
 from splitrl.worlds.lyappo.scenario import SCENARIO_KEYS
 
 SMALL = dict(num_devices=2, episode_periods=20)
@@ -34,28 +34,44 @@ def test_make_with_overrides_exposes_resolved_scenario():
     assert sc.num_devices == 3 and sc.arrival_rate == 0.5
     assert sc.f_local_max_hz == 1.5e9 and sc.f_edge_max_hz == 20e9 and sc.p_max_w == 0.3
     assert sc.slots_per_period == 10 and sc.slot_seconds == 0.01 and sc.bandwidth_hz == 1e6
-    for key in ("num_devices", "services_per_device", "models", "slots_per_period", "slot_seconds",
-                "arrival_rate", "f_local_max_hz", "f_edge_max_hz", "p_max_w", "bandwidth_hz",
-                "noise_dbm_per_hz", "lyapunov_weight_local", "lyapunov_weight_tx", "episode_periods"):
+    for key in (
+        "num_devices",
+        "services_per_device",
+        "models",
+        "slots_per_period",
+        "slot_seconds",
+        "arrival_rate",
+        "f_local_max_hz",
+        "f_edge_max_hz",
+        "p_max_w",
+        "bandwidth_hz",
+        "noise_dbm_per_hz",
+        "lyapunov_weight_local",
+        "lyapunov_weight_tx",
+        "episode_periods",
+    ):
         assert key in SCENARIO_KEYS
     assert env.action_space.shape == (3 * 2,)
     assert env.observation_space.shape == (9 * 3 * 2 + 2 * 3,)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"num_device": 3}, "num_device"),
-    ({"num_devices": 0}, "num_devices"),
-    ({"num_devices": 2.5}, "num_devices"),
-    ({"slot_seconds": -0.01}, "slot_seconds"),
-    ({"p_max_w": "lots"}, "p_max_w"),
-    ({"models": ["resnet50"]}, "models"),
-    ({"models": ["resnet50", "no_such_net"]}, "models"),
-    ({"backlog_weights": [1, 2]}, "backlog_weights"),
-    ({"distance_min_m": 300.0}, "distance_min_m"),
-    ({"initial_partition": "middle"}, "initial_partition"),
-    ({"arrival_rate": 50.0}, "arrival_rate"),  # no partition can serve this load
-    ({"arrival_rate": 4.0, "f_edge_max_hz": 1e8}, "arrival_rate"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"num_device": 3}, "num_device"),
+        ({"num_devices": 0}, "num_devices"),
+        ({"num_devices": 2.5}, "num_devices"),
+        ({"slot_seconds": -0.01}, "slot_seconds"),
+        ({"p_max_w": "lots"}, "p_max_w"),
+        ({"models": ["resnet50"]}, "models"),
+        ({"models": ["resnet50", "no_such_net"]}, "models"),
+        ({"backlog_weights": [1, 2]}, "backlog_weights"),
+        ({"distance_min_m": 300.0}, "distance_min_m"),
+        ({"initial_partition": "middle"}, "initial_partition"),
+        ({"arrival_rate": 50.0}, "arrival_rate"),  # no partition can serve this load
+        ({"arrival_rate": 4.0, "f_edge_max_hz": 1e8}, "arrival_rate"),
+    ],
+)
 def test_bad_scenarios_name_the_key(overrides, key):
     with pytest.raises(ScenarioError) as err:
         gym.make("splitrl/LyaPPO-v0", **overrides)
@@ -101,8 +117,9 @@ def test_slot_trace_shapes_equations_and_constraints():
         assert np.all(tr["f_local"].sum(-1) <= s.f_local_max_hz * (1 + 1e-9))
         assert np.all(tr["f_edge"].sum((-2, -1)) <= s.f_edge_max_hz * (1 + 1e-9))
         assert np.all((tr["power"] >= 0) & (tr["power"] <= s.p_max_w))
-        cap = shannon_rate(tr["power"], tr["gain"], bandwidth_hz=s.bandwidth_hz / M,
-                           noise_psd_w_per_hz=s.noise_psd_w_per_hz)
+        cap = shannon_rate(
+            tr["power"], tr["gain"], bandwidth_hz=s.bandwidth_hz / M, noise_psd_w_per_hz=s.noise_psd_w_per_hz
+        )
         assert np.all(tr["rate"].sum(-1) <= cap * (1 + 1e-9) + 1e-6)
         for q, x in (("Q_local", "f_local"), ("Q_tx", "rate"), ("Q_edge", "f_edge")):
             assert np.all(tr[x] >= 0) and np.all(tr[x] * tau <= tr[q] * (1 + 1e-9) + 1e-6)
@@ -117,8 +134,11 @@ def test_slot_trace_shapes_equations_and_constraints():
         # reward, eq. (34), from the trace
         P = s.slot_seconds * s.p_max_w
         e = (tr["energy_local"] + tr["energy_tx"]).mean(0)
-        q = (0.6 * tr["Q_local"].mean(0) / s.f_local_max_hz + 0.2 * tr["Q_tx"].mean(0) / s.reference_rate_bps
-             + 0.2 * tr["Q_edge"].mean(0) / s.f_edge_max_hz).sum(-1) / s.period_seconds
+        q = (
+            0.6 * tr["Q_local"].mean(0) / s.f_local_max_hz
+            + 0.2 * tr["Q_tx"].mean(0) / s.reference_rate_bps
+            + 0.2 * tr["Q_edge"].mean(0) / s.f_edge_max_hz
+        ).sum(-1) / s.period_seconds
         np.testing.assert_allclose(reward, -np.sum(s.reward_energy_weight * e / P + s.reward_backlog_weight * q))
         assert not term and trunc == (period + 1 == s.episode_periods)
         assert env.observation_space.contains(env.features.observe(env.system, None)[0])
@@ -161,8 +181,10 @@ def _averages(env, action, seed, periods=300):
 def test_raising_lyapunov_weights_lowers_energy_and_raises_backlog():
     """Drift-plus-penalty theory: for a fixed partition, energy falls and backlog grows with V."""
     results = {}
-    for name, key, weights in (("local", "lyapunov_weight_local", (1e17, 1e18, 1e19)),
-                               ("edge", "lyapunov_weight_tx", (1e12, 1e13, 1e14))):
+    for name, key, weights in (
+        ("local", "lyapunov_weight_local", (1e17, 1e18, 1e19)),
+        ("edge", "lyapunov_weight_tx", (1e12, 1e13, 1e14)),
+    ):
         rows = []
         for w in weights:
             env = LyaPPOEnv(num_devices=2, **{key: w})
@@ -209,7 +231,9 @@ def test_joint_env_allocations_respect_capacities():
         assert np.all(tr["f_local"].sum(-1) <= s.f_local_max_hz * (1 + 1e-9))
         assert np.all(tr["f_edge"].sum((-2, -1)) <= s.f_edge_max_hz * (1 + 1e-9))
         assert np.all(tr["power"] <= s.p_max_w)
-        cap = shannon_rate(tr["power"], tr["gain"], bandwidth_hz=s.bandwidth_hz / M, noise_psd_w_per_hz=s.noise_psd_w_per_hz)
+        cap = shannon_rate(
+            tr["power"], tr["gain"], bandwidth_hz=s.bandwidth_hz / M, noise_psd_w_per_hz=s.noise_psd_w_per_hz
+        )
         assert np.all(tr["rate"].sum(-1) <= cap * (1 + 1e-9) + 1e-6)
         # the agent's power is spent only when something is queued for transmission
         assert np.all((tr["power"] > 0) <= (tr["Q_tx"].sum(-1) > 0))

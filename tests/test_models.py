@@ -3,9 +3,14 @@
 import numpy as np
 import pytest
 
-from splitrl.worlds.lyappo.channel import (average_gain, dbm_per_hz_to_w_per_hz, power_for_rate, rayleigh_gain,
-                                  shannon_rate)
 from splitrl.dnn import MODELS, PUBLISHED_GMACS, load_profile, partition_table, trace_profile
+from splitrl.worlds.lyappo.channel import (
+    average_gain,
+    dbm_per_hz_to_w_per_hz,
+    power_for_rate,
+    rayleigh_gain,
+    shannon_rate,
+)
 
 
 def test_noise_psd_conversion():
@@ -16,8 +21,9 @@ def test_noise_psd_conversion():
 def test_average_gain_matches_table_ii_formula():
     d = np.array([150.0, 200.0, 250.0])
     expected = 3.0 * (3e8 / (4 * np.pi * 915e6 * d)) ** 3
-    np.testing.assert_allclose(average_gain(d, antenna_gain=3.0, carrier_hz=915e6, path_loss_exp=3.0),
-                               expected, rtol=3e-3)  # c = 299 792 458 m/s vs the paper's 3e8
+    np.testing.assert_allclose(
+        average_gain(d, antenna_gain=3.0, carrier_hz=915e6, path_loss_exp=3.0), expected, rtol=3e-3
+    )  # c = 299 792 458 m/s vs the paper's 3e8
 
 
 def test_rayleigh_fading_has_unit_mean_exponential_power():
@@ -61,7 +67,7 @@ def test_partition_table_is_well_formed(model):
         assert all(pos[p] < pos[n["name"]] for p in n["parents"])
     for pt in prof["layer_points"][1:-1]:
         i = pos[pt["cut"][0]]
-        crossing = {p for n in prof["nodes"][i + 1:] for p in n["parents"] if pos[p] <= i}
+        crossing = {p for n in prof["nodes"][i + 1 :] for p in n["parents"] if pos[p] <= i}
         assert crossing == {pt["cut"][0]}
         assert pt["device_macs"] == pytest.approx(sum(n["macs"] for n in prof["nodes"][: i + 1]))
 

@@ -7,8 +7,13 @@ from splitrl.worlds.lyappo.queues import TaskPipeline
 
 def _arrive(p, counts, cl, bits, ce, slot):
     shape = p.shape
-    p.arrive(np.asarray(counts).reshape(shape), np.full(shape, float(cl)), np.full(shape, float(bits)),
-             np.full(shape, float(ce)), slot)
+    p.arrive(
+        np.asarray(counts).reshape(shape),
+        np.full(shape, float(cl)),
+        np.full(shape, float(bits)),
+        np.full(shape, float(ce)),
+        slot,
+    )
 
 
 def test_fifo_order_partial_service_and_latency():

@@ -7,8 +7,8 @@ import torch
 from ray.rllib.core.columns import Columns
 
 from splitrl.rl.central import CentralPPOModule
-from splitrl.worlds.lyappo.ddpg import DDPGModule
 from splitrl.rl.distributions import hybrid_dist_cls
+from splitrl.worlds.lyappo.ddpg import DDPGModule
 
 NVEC = [3, 5, 2]
 C = 4
@@ -32,17 +32,17 @@ def test_hybrid_logp_equals_manual_sum(B):
     manual = torch.zeros(B)
     off = 0
     for i, n in enumerate(NVEC):
-        manual += torch.log_softmax(logits[:, off:off + n], -1).gather(1, a[:, i].long()[:, None])[:, 0]
+        manual += torch.log_softmax(logits[:, off : off + n], -1).gather(1, a[:, i].long()[:, None])[:, 0]
         off += n
-    mean, log_std = logits[:, off:off + C], logits[:, off + C:].clamp(-20.0, 2.0)  # the std is bounded
-    manual += (-0.5 * ((a[:, len(NVEC):] - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+    mean, log_std = logits[:, off : off + C], logits[:, off + C :].clamp(-20.0, 2.0)  # the std is bounded
+    manual += (-0.5 * ((a[:, len(NVEC) :] - mean) / log_std.exp()) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
     torch.testing.assert_close(lp, manual)
     # discrete parts are category indices; entropy/kl have batch shape; kl(self) = 0
     assert torch.all(a[:, : len(NVEC)] == a[:, : len(NVEC)].round())
     assert dist.entropy().shape == (B,)
     torch.testing.assert_close(dist.kl(cls.from_logits(logits)), torch.zeros(B))
     det = dist.to_deterministic().sample()
-    torch.testing.assert_close(det[:, len(NVEC):], mean)
+    torch.testing.assert_close(det[:, len(NVEC) :], mean)
 
 
 def test_hybrid_logp_gradients_reach_every_input():
@@ -56,8 +56,11 @@ def test_hybrid_logp_gradients_reach_every_input():
 
 def test_central_module_multidiscrete_and_hybrid():
     obs_space = gym.spaces.Box(0, np.inf, (10,), np.float32)
-    md = CentralPPOModule(observation_space=obs_space, action_space=gym.spaces.MultiDiscrete([3, 5, 3, 5]),
-                          model_config={"hidden": [32, 32]})
+    md = CentralPPOModule(
+        observation_space=obs_space,
+        action_space=gym.spaces.MultiDiscrete([3, 5, 3, 5]),
+        model_config={"hidden": [32, 32]},
+    )
     obs = torch.rand(6, 10)
     out = md.forward_train({Columns.OBS: obs})
     assert out[Columns.ACTION_DIST_INPUTS].shape == (6, 16)
@@ -67,8 +70,9 @@ def test_central_module_multidiscrete_and_hybrid():
     # actor and critic share no parameter
     assert not {id(p) for p in md.actor.parameters()} & {id(p) for p in md.critic.parameters()}
     box = gym.spaces.Box(np.array([0, 0, -np.inf], np.float32), np.array([2, 4, np.inf], np.float32))
-    hy = CentralPPOModule(observation_space=obs_space, action_space=box,
-                          model_config={"hidden": [32], "discrete_nvec": [3, 5]})
+    hy = CentralPPOModule(
+        observation_space=obs_space, action_space=box, model_config={"hidden": [32], "discrete_nvec": [3, 5]}
+    )
     dist = hy.get_train_action_dist_cls().from_logits(hy.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS])
     a = dist.sample()
     assert a.shape == (6, 3) and dist.logp(a).shape == (6,)
@@ -76,8 +80,11 @@ def test_central_module_multidiscrete_and_hybrid():
 
 def test_ddpg_module_actor_loss_leaves_critic_alone():
     obs_space = gym.spaces.Box(0, np.inf, (6,), np.float32)
-    m = DDPGModule(observation_space=obs_space, action_space=gym.spaces.Box(-1, 1, (3,), np.float32),
-                   model_config={"hidden": [16, 16], "exploration_noise": 0.5})
+    m = DDPGModule(
+        observation_space=obs_space,
+        action_space=gym.spaces.Box(-1, 1, (3,), np.float32),
+        model_config={"hidden": [16, 16], "exploration_noise": 0.5},
+    )
     m.make_target_networks()
     obs = torch.rand(8, 6)
     explore = m.forward_exploration({Columns.OBS: obs})[Columns.ACTIONS]
@@ -131,18 +138,21 @@ def test_gated_entropy_and_kl_are_expectations_of_the_gated_logp():
     _, q = _gated(1, 4)
     n = 200_000
     expand = lambda d: type(d).from_logits(  # noqa: E731
-        torch.cat([torch.cat([c.logits for c in d._cats], -1), d._normal.mean, d._normal.stddev.log()], -1)
-        .expand(n, -1))
+        torch.cat([torch.cat([c.logits for c in d._cats], -1), d._normal.mean, d._normal.stddev.log()], -1).expand(
+            n, -1
+        )
+    )
     P, Q = expand(p), expand(q)
     torch.manual_seed(5)
     a = P.sample()
     lp, lq = P.logp(a), Q.logp(a)
-    se = lp.std() / n ** 0.5
+    se = lp.std() / n**0.5
     assert abs(float(-lp.mean() - p.entropy()[0])) < 4 * se
-    assert abs(float((lp - lq).mean() - p.kl(q)[0])) < 4 * (lp - lq).std() / n ** 0.5
+    assert abs(float((lp - lq).mean() - p.kl(q)[0])) < 4 * (lp - lq).std() / n**0.5
     # and the gated entropy is below the ungated one (unused slots no longer count)
     full = hybrid_dist_cls(GNVEC, 3).from_logits(
-        torch.cat([torch.cat([c.logits for c in p._cats], -1), p._normal.mean, p._normal.stddev.log()], -1))
+        torch.cat([torch.cat([c.logits for c in p._cats], -1), p._normal.mean, p._normal.stddev.log()], -1)
+    )
     assert float(p.entropy()[0]) < float(full.entropy()[0])
 
 
@@ -150,8 +160,10 @@ def test_gate_entropy_is_the_window_entries_entropy_alone():
     _, dist = _gated(5, 6)
     torch.testing.assert_close(dist.gate_entropy(), dist._cats[0].entropy())
     # a joint action of two devices, each with its own window entry: the sum of both
-    two = {"discrete": GATES["discrete"] + [None, [4, 0], [4, 1], [4, 2]],
-           "continuous": GATES["continuous"] + [[4, 0], [4, 1], [4, 2]]}
+    two = {
+        "discrete": GATES["discrete"] + [None, [4, 0], [4, 1], [4, 2]],
+        "continuous": GATES["continuous"] + [[4, 0], [4, 1], [4, 2]],
+    }
     g = torch.Generator().manual_seed(7)
     joint = hybrid_dist_cls(GNVEC * 2, 6, two).from_logits(torch.randn(5, 2 * sum(GNVEC) + 12, generator=g))
     torch.testing.assert_close(joint.gate_entropy(), joint._cats[0].entropy() + joint._cats[4].entropy())

@@ -92,25 +92,36 @@ def test_bad_sweep_names_key(tmp_path, change, key, words):
 def test_bad_sweep_cli_exits_2_and_writes_nothing(tmp_path):
     path = _write(tmp_path, _smoke(grid={"scenario.num_devices": [2, 0]}))
     out = tmp_path / "out"
-    proc = subprocess.run([str(VENV_BIN / "splitrl"), "sweep", str(path), "--out", str(out)], capture_output=True,
-                          text=True, env=_env(), cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [str(VENV_BIN / "splitrl"), "sweep", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("splitrl: error: grid.scenario.num_devices:")
     assert not out.exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_trials_are_the_product_of_what_varies(tmp_path):
-    raw = _smoke(grid={"scenario.f_local_max_hz": [1e9, 2e9], "scenario.p_max_w": [0.2, 0.3, 0.4]},
-                 algorithms=["lyappo", "ppo"], seeds=[0, 1],
-                 search={"algorithm.num_epochs": {"grid": [2, 3]}, "algorithm.lr": {"loguniform": [1e-4, 1e-3]}},
-                 num_samples=3)
+    raw = _smoke(
+        grid={"scenario.f_local_max_hz": [1e9, 2e9], "scenario.p_max_w": [0.2, 0.3, 0.4]},
+        algorithms=["lyappo", "ppo"],
+        seeds=[0, 1],
+        search={"algorithm.num_epochs": {"grid": [2, 3]}, "algorithm.lr": {"loguniform": [1e-4, 1e-3]}},
+        num_samples=3,
+    )
     spec = validate_sweep(raw, tmp_path)
     assert spec["num_trials"] == 6 * 2 * 2 * 2 * 3
     assert len(spec["points"]) == 6 and spec["scheduler"]["name"] == "fifo"  # a scenario grid: FIFO
     assert validate_sweep(_smoke(grid=None, search=raw["search"]), tmp_path)["scheduler"]["name"] == "asha"
     key = "f_local_max_hz=2e+09,p_max_w=0.4"
-    cfg = trial_config(spec["points"], {"point": key, "algorithm.name": "ppo", "algorithm.seed": 1,
-                                        "algorithm.num_epochs": 3, "algorithm.lr": 2e-4})
+    cfg = trial_config(
+        spec["points"],
+        {"point": key, "algorithm.name": "ppo", "algorithm.seed": 1, "algorithm.num_epochs": 3, "algorithm.lr": 2e-4},
+    )
     assert cfg["scenario"]["f_local_max_hz"] == 2e9 and cfg["scenario"]["p_max_w"] == 0.4
     assert (cfg["algorithm"]["name"], cfg["algorithm"]["seed"], cfg["algorithm"]["num_epochs"]) == ("ppo", 1, 3)
     assert cfg["algorithm"]["lr"] == 2e-4 and cfg["stop"]["iterations"] == 2  # the sweep's `set`
@@ -126,22 +137,32 @@ def test_every_shipped_sweep_file_validates(name):
         assert len(spec["points"]) == 12 and spec["num_trials"] == 24
         scenarios = [p["config"]["scenario"] for p in spec["points"].values()]
         assert {(s["partitioning"], s["model"], s["input_bits_per_element"]) for s in scenarios} == {
-            (p, m, b) for p in ("operator", "vertical") for m in ("resnet50", "googlenet", "mobilenet_v2")
-            for b in (0.5, 8.0)}
+            (p, m, b)
+            for p in ("operator", "vertical")
+            for m in ("resnet50", "googlenet", "mobilenet_v2")
+            for b in (0.5, 8.0)
+        }
 
 
-@pytest.mark.parametrize("grid, ticks", [
-    ({"scenario.partition_points": ["pareto", "all"]}, ["pareto", "all"]),
-    ({"algorithm.entropy_coeff": [0.0, [[0, 0.03], [1000, 0]]], "scenario.p_max_w": [0.2, 0.3]},
-     ["0", "[[0, 0.03], [1000, 0]]"]),
-    ({"scenario.p_max_w": [0.3, 0.2]}, None),
-])
+@pytest.mark.parametrize(
+    "grid, ticks",
+    [
+        ({"scenario.partition_points": ["pareto", "all"]}, ["pareto", "all"]),
+        (
+            {"algorithm.entropy_coeff": [0.0, [[0, 0.03], [1000, 0]]], "scenario.p_max_w": [0.2, 0.3]},
+            ["0", "[[0, 0.03], [1000, 0]]"],
+        ),
+        ({"scenario.p_max_w": [0.3, 0.2]}, None),
+    ],
+)
 def test_sweep_figures_take_non_numeric_grid_values_in_grid_order(tmp_path, grid, ticks):
     """A grid over names or schedules plots at the values' places in the grid (labelled); numbers at
     their value.  Rows -> summary -> figures as a sweep's end does (baseline rows, no training)."""
     import matplotlib.image
 
+    from splitrl import worlds
     from splitrl.tuning import aggregate
+    from splitrl.tuning.spec import eval_metrics
 
     spec = validate_sweep(_smoke(grid=grid), tmp_path)
     xkey = next(iter(grid))
@@ -149,7 +170,7 @@ def test_sweep_figures_take_non_numeric_grid_values_in_grid_order(tmp_path, grid
     assert got == ticks
     want = range(len(grid[xkey])) if ticks else grid[xkey]
     assert [position(v) for v in grid[xkey]] == [float(x) for x in want]
-    metrics = {m: 1.0 + i for i, m in enumerate(aggregate.EVAL_METRICS["lyappo"])}
+    metrics = {m: 1.0 + i for i, m in enumerate(eval_metrics(worlds.get("lyappo")))}
     rows = [aggregate.baseline_row(spec, pk, b, metrics) for pk in spec["points"] for b in spec["baselines"]]
     figures = aggregate.plot_sweep(spec, aggregate.summarize(spec, rows), tmp_path)
     assert [f.name for f in figures] == [f"fig_{m}.png" for m in spec["plot_metrics"]]
@@ -162,12 +183,18 @@ def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 
     from splitrl import worlds
-    from splitrl.worlds.lyappo.evaluate import evaluate_policy
     from splitrl.platform.checkpoints import load_policy as load_trained_policy
+    from splitrl.worlds.lyappo.evaluate import evaluate_policy
 
     out = tmp_path / "smoke"
-    proc = subprocess.run([str(VENV_BIN / "splitrl"), "sweep", str(SMOKE), "--out", str(out), "--mlflow-uri",
-                           mlflow_server], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=540)
+    proc = subprocess.run(
+        [str(VENV_BIN / "splitrl"), "sweep", str(SMOKE), "--out", str(out), "--mlflow-uri", mlflow_server],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=540,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(out)
     trials = [r for r in rows if r["kind"] == "trial"]
@@ -183,23 +210,35 @@ def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):
     point = "f_local_max_hz=1e+09"
     cfg = spec["points"][point]["config"]
     fix = next(p for p in worlds.get("lyappo").make_baselines(cfg["evaluation"]) if p.name == "Fix-Cov")
-    direct = evaluate_policy(fix, cfg["scenario"], cfg["evaluation"]["episodes"], cfg["evaluation"]["seed"],
-                             cfg["evaluation"]["episode_periods"])
+    direct = evaluate_policy(
+        fix,
+        cfg["scenario"],
+        cfg["evaluation"]["episodes"],
+        cfg["evaluation"]["seed"],
+        cfg["evaluation"]["episode_periods"],
+    )
     row = next(r for r in base if r["policy"] == "Fix-Cov" and float(r["scenario.f_local_max_hz"]) == 1e9)
     assert math.isclose(float(row["eval/energy"]), direct["energy"], rel_tol=1e-9)
     # ... and a trial's evaluation is its final checkpoint's, reproduced here from the files
     trial = next(r for r in trials if float(r["scenario.f_local_max_hz"]) == 1e9)
     ckpts = sorted((out / "tune" / "trials" / f"trial_{trial['trial_id']}").glob("checkpoint_*"))
     final = load_trained_policy(ckpts[-1])
-    again = evaluate_policy(final, cfg["scenario"], cfg["evaluation"]["episodes"], cfg["evaluation"]["seed"],
-                            cfg["evaluation"]["episode_periods"])
+    again = evaluate_policy(
+        final,
+        cfg["scenario"],
+        cfg["evaluation"]["episodes"],
+        cfg["evaluation"]["seed"],
+        cfg["evaluation"]["episode_periods"],
+    )
     assert math.isclose(float(trial["eval/energy"]), again["energy"], rel_tol=1e-6)
 
     client = MlflowClient(mlflow_server)
     parent = client.get_run(state["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.info.run_name == "sweep smoke"
     assert parent.data.params["grid"].startswith("scenario.f_local_max_hz=")
-    assert {"results.csv", "summary.csv", "fig_energy.png", "sweep.yaml"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"results.csv", "summary.csv", "fig_energy.png", "sweep.yaml"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
     children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     for child in children:  # only the meaningful params, not RLlib's internals
@@ -217,8 +256,12 @@ def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):
 def test_interrupted_sweep_resumes_only_unfinished_trials(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    raw = _smoke(name="resume", grid={"scenario.f_local_max_hz": [1.0e9, 1.5e9, 2.0e9]}, max_concurrent=1,
-                 baselines=["Local-only"])
+    raw = _smoke(
+        name="resume",
+        grid={"scenario.f_local_max_hz": [1.0e9, 1.5e9, 2.0e9]},
+        max_concurrent=1,
+        baselines=["Local-only"],
+    )
     raw["set"]["stop.iterations"] = 3
     path = _write(tmp_path, raw)
     out, uri = tmp_path / "out", f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -286,14 +329,41 @@ def ray_head():
     # (a token of this test's own, so the test neither needs nor touches ~/.ray/auth_token)
     token = Path(temp) / "auth_token"
     token.write_text(secrets.token_hex(32))
-    env = _env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
-               PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
-           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-           "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
-           "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
-           "--ray-client-server-port", str(_free_port()), "--num-cpus", "2", "--temp-dir", temp,
-           "--disable-usage-stats"]
+    env = _env(
+        RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN_PATH=str(token),
+        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dash),
+        "--include-dashboard",
+        "true",
+        "--dashboard-agent-listen-port",
+        str(_free_port()),
+        "--dashboard-agent-grpc-port",
+        str(_free_port()),
+        "--runtime-env-agent-port",
+        str(_free_port()),
+        "--metrics-export-port",
+        str(_free_port()),
+        "--ray-client-server-port",
+        str(_free_port()),
+        "--num-cpus",
+        "2",
+        "--temp-dir",
+        temp,
+        "--disable-usage-stats",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -309,26 +379,59 @@ def test_ray_job_submit_sweep(tmp_path, mlflow_server, ray_head):
     address, env = ray_head
     out = tmp_path / "job"
     ray = str(VENV_BIN / "ray")
-    sub = subprocess.run([ray, "job", "submit", "--address", address, "--no-wait", "--working-dir", str(REPO),
-                          "--runtime-env", str(REPO / "configs" / "runtime_env.yaml"), "--",
-                          "python", "-m", "splitrl", "sweep", "configs/sweeps/smoke.yaml", "--address", "auto",
-                          "--out", str(out), "--mlflow-uri", mlflow_server],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    sub = subprocess.run(
+        [
+            ray,
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--no-wait",
+            "--working-dir",
+            str(REPO),
+            "--runtime-env",
+            str(REPO / "configs" / "runtime_env.yaml"),
+            "--",
+            "python",
+            "-m",
+            "splitrl",
+            "sweep",
+            "configs/sweeps/smoke.yaml",
+            "--address",
+            "auto",
+            "--out",
+            str(out),
+            "--mlflow-uri",
+            mlflow_server,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert sub.returncode == 0, sub.stderr[-3000:]
-    job_id = next(w.strip("'") for line in (sub.stdout + sub.stderr).splitlines() if "submitted successfully" in line
-                  for w in line.split() if w.strip("'").startswith("raysubmit_"))
+    job_id = next(
+        w.strip("'")
+        for line in (sub.stdout + sub.stderr).splitlines()
+        if "submitted successfully" in line
+        for w in line.split()
+        if w.strip("'").startswith("raysubmit_")
+    )
     status = ""
     deadline = time.time() + 480
     while time.time() < deadline:
-        st = subprocess.run([ray, "job", "status", "--address", address, job_id], capture_output=True, text=True,
-                            env=env, timeout=60)
+        st = subprocess.run(
+            [ray, "job", "status", "--address", address, job_id], capture_output=True, text=True, env=env, timeout=60
+        )
         said = (st.stdout + st.stderr).lower()
         status = next((s for s in ("succeeded", "failed", "stopped") if f"{job_id.lower()}' {s}" in said), "")
         if status:
             break
         time.sleep(3)
-    logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], capture_output=True, text=True,
-                          env=env, timeout=60).stdout
+    logs = subprocess.run(
+        [ray, "job", "logs", "--address", address, job_id], capture_output=True, text=True, env=env, timeout=60
+    ).stdout
     assert status == "succeeded", logs[-3000:]
     state = json.loads((out / "state.json").read_text())
     client = MlflowClient(mlflow_server)
@@ -350,9 +453,24 @@ def test_trials_spread_over_two_nodes(tmp_path):
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         out = tmp_path / "out"
-        proc = subprocess.run([str(VENV_BIN / "splitrl"), "sweep", str(path), "--out", str(out), "--address",
-                               cluster.address, "--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
-                              capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=540)
+        proc = subprocess.run(
+            [
+                str(VENV_BIN / "splitrl"),
+                "sweep",
+                str(path),
+                "--out",
+                str(out),
+                "--address",
+                cluster.address,
+                "--mlflow-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            cwd=tmp_path,
+            timeout=540,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         nodes = {r["node_id"] for r in _rows(out) if r["kind"] == "trial"}
         live = {n.node_id for n in cluster.list_all_nodes()}
@@ -382,8 +500,12 @@ def test_asha_search_and_early_stopped_rows(tmp_path):
     from splitrl.tuning import aggregate
     from splitrl.tuning.sweep import _scheduler
 
-    raw = _smoke(grid=None, search={"algorithm.lr": {"loguniform": [1e-4, 1e-3]}}, num_samples=4,
-                 scheduler={"name": "asha", "grace_period": 2, "reduction_factor": 2})
+    raw = _smoke(
+        grid=None,
+        search={"algorithm.lr": {"loguniform": [1e-4, 1e-3]}},
+        num_samples=4,
+        scheduler={"name": "asha", "grace_period": 2, "reduction_factor": 2},
+    )
     spec = validate_sweep(raw, tmp_path)
     sched = _scheduler(spec)
     assert isinstance(sched, ASHAScheduler) and spec["scheduler"]["max_t"] == 2  # stop.iterations of `set`

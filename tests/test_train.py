@@ -15,8 +15,13 @@ from mlflow.tracking import MlflowClient
 
 TINY = {
     "scenario": {"name": "tiny", "num_devices": 2, "episode_periods": 20},
-    "algorithm": {"train_batch_size": 200, "minibatch_size": 50, "num_epochs": 2, "learning_starts": 50,
-                  "ddpg_batch_size": 32},
+    "algorithm": {
+        "train_batch_size": 200,
+        "minibatch_size": 50,
+        "num_epochs": 2,
+        "learning_starts": 50,
+        "ddpg_batch_size": 32,
+    },
     "stop": {"iterations": 2},
     "evaluation": {"episodes": 1, "episode_periods": 10, "baselines": ["Local-only", "Random-Cov"]},
     "resources": {"num_cpus": 2, "num_env_runners": 0, "num_envs_per_env_runner": 4, "checkpoint_every": 1},
@@ -25,8 +30,14 @@ TINY = {
 
 def splitrl(*args, cwd, timeout=420):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the default store is tested
-    return subprocess.run([sys.executable, "-m", "splitrl.platform.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "splitrl.platform.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def write_cfg(path, **sections):
@@ -73,7 +84,9 @@ def test_train_evaluate_compare_resume_against_mlflow_server(tmp_path, mlflow_se
     ev = splitrl("evaluate", "run", "--episodes", "2", "--json", "eval.json", cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
-    assert metrics["episodes"] == 2 and metrics["energy"] == pytest.approx(metrics["energy_local"] + metrics["energy_tx"])
+    assert metrics["episodes"] == 2 and metrics["energy"] == pytest.approx(
+        metrics["energy_local"] + metrics["energy_tx"]
+    )
 
     cmp_ = splitrl("compare", str(cfg), "--checkpoint", "run", "--json", "cmp.json", "--plot", "cmp.png", cwd=tmp_path)
     assert cmp_.returncode == 0, cmp_.stderr[-3000:]
@@ -97,8 +110,12 @@ def test_train_evaluate_compare_resume_against_mlflow_server(tmp_path, mlflow_se
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("algorithm, name", [("ppo", "PPO"), ("ddpg-cov", "DDPG-Cov")])
 def test_learning_baselines_train_through_the_same_cli(tmp_path, algorithm, name):
-    cfg = write_cfg(tmp_path / "c.yaml", algorithm={"name": algorithm}, stop={"iterations": 1},
-                    evaluation={"baselines": ["Local-only"]})
+    cfg = write_cfg(
+        tmp_path / "c.yaml",
+        algorithm={"name": algorithm},
+        stop={"iterations": 1},
+        evaluation={"baselines": ["Local-only"]},
+    )
     out = splitrl("train", str(cfg), "--out", "run", cwd=tmp_path)  # embedded SQLite store
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "mlflow.db").exists()
@@ -111,12 +128,15 @@ def test_learning_baselines_train_through_the_same_cli(tmp_path, algorithm, name
     assert 0.0 <= m["partition"] <= 1.0
 
 
-@pytest.mark.parametrize("sets, key", [
-    (["algorithm.name=a2c"], "algorithm.name"),
-    (["stop.iterations=0"], "stop.iterations"),
-    (["scenario.arrival_rate=-1"], "scenario.arrival_rate"),
-    (["resources.num_env_runnerz=2"], "resources.num_env_runnerz"),
-])
+@pytest.mark.parametrize(
+    "sets, key",
+    [
+        (["algorithm.name=a2c"], "algorithm.name"),
+        (["stop.iterations=0"], "stop.iterations"),
+        (["scenario.arrival_rate=-1"], "scenario.arrival_rate"),
+        (["resources.num_env_runnerz=2"], "resources.num_env_runnerz"),
+    ],
+)
 def test_bad_train_config_creates_nothing(tmp_path, sets, key):
     cfg = write_cfg(tmp_path / "c.yaml")
     args = ["train", str(cfg), "--out", "run"]
@@ -133,9 +153,9 @@ def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
     """An exception inside training leaves no dangling (RUNNING) MLflow run."""
     import ray
 
-    from splitrl.worlds.lyappo import algorithms
     from splitrl.platform.config import resolve_config
     from splitrl.platform.train import train
+    from splitrl.worlds.lyappo import algorithms
 
     cfg = resolve_config(TINY)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -177,9 +197,14 @@ def interrupt_training(tmp_path, sig, at_iteration):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     # as from a terminal: a shell without job control (`cmd &`, nohup) starts its children with
     # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: undo that inheritance
-    proc = subprocess.Popen([sys.executable, "-m", "splitrl.platform.cli", "train", str(cfg), "--out", "run",
-                             "--no-compare"], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "splitrl.platform.cli", "train", str(cfg), "--out", "run", "--no-compare"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = []
     deadline = time.time() + 300
     for line in proc.stderr:
@@ -211,8 +236,16 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
     # a row of an iteration trained after the last checkpoint (lost with the interruption)
     mlog = tmp_path / "run" / "metrics.jsonl"
     mlog.write_text(mlog.read_text() + json.dumps({"iteration": state["iteration"] + 1, "env_steps": -1.0}) + "\n")
-    res = splitrl("train", str(cfg), "--resume", "run", "--set", f"stop.iterations={state['iteration'] + 1}",
-                  "--no-compare", cwd=tmp_path)
+    res = splitrl(
+        "train",
+        str(cfg),
+        "--resume",
+        "run",
+        "--set",
+        f"stop.iterations={state['iteration'] + 1}",
+        "--no-compare",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in mlog.read_text().splitlines()]
     assert [r["iteration"] for r in rows] == list(range(1, state["iteration"] + 2))  # each iteration once
@@ -224,19 +257,39 @@ def test_interrupted_run_leaves_a_complete_checkpoint_and_resumes(tmp_path):
 
     # resumed against another store (a copied run directory): a new run there, linked to the old one
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    res = splitrl("train", str(cfg), "--resume", "run", "--mlflow-uri", other,
-                  "--set", f"stop.iterations={state['iteration'] + 2}", "--no-compare", cwd=tmp_path)
+    res = splitrl(
+        "train",
+        str(cfg),
+        "--resume",
+        "run",
+        "--mlflow-uri",
+        other,
+        "--set",
+        f"stop.iterations={state['iteration'] + 2}",
+        "--no-compare",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"MLflow run {run.info.run_id} is not in {other}" in res.stderr
     [run3] = runs_of(other)
     assert run3.info.status == "FINISHED" and run3.data.tags["splitrl.resumed_from_run"] == run.info.run_id
-    assert json.loads((tmp_path / "run" / "run.json").read_text()) == {"mlflow_uri": other,
-                                                                       "mlflow_run_id": run3.info.run_id}
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == {
+        "mlflow_uri": other,
+        "mlflow_run_id": run3.info.run_id,
+    }
 
     # its MLflow run deleted (MLflow refuses to restart a deleted run): again a new, linked run
     MlflowClient(other).delete_run(run3.info.run_id)
-    res = splitrl("train", str(cfg), "--resume", "run", "--set", f"stop.iterations={state['iteration'] + 3}",
-                  "--no-compare", cwd=tmp_path)
+    res = splitrl(
+        "train",
+        str(cfg),
+        "--resume",
+        "run",
+        "--set",
+        f"stop.iterations={state['iteration'] + 3}",
+        "--no-compare",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     [run4] = runs_of(other)
     assert run4.info.status == "FINISHED" and run4.data.tags["splitrl.resumed_from_run"] == run3.info.run_id
@@ -275,9 +328,13 @@ EMH_TINY = {
 @pytest.mark.timeout(900)
 def test_emh_train_then_compare_json_names_every_policy(tmp_path, mlflow_server):
     runs = {}
-    for name, extra in (("emh", {}), ("time", {"scenario": {"mdp": "time", "slot_ms": 300}}),
-                        ("vertical", {"scenario": {"partitioning": "vertical"}}),
-                        ("hppo", {"algorithm": {"name": "h-ppo"}}), ("mahppo", {"algorithm": {"name": "mahppo"}})):
+    for name, extra in (
+        ("emh", {}),
+        ("time", {"scenario": {"mdp": "time", "slot_ms": 300}}),
+        ("vertical", {"scenario": {"partitioning": "vertical"}}),
+        ("hppo", {"algorithm": {"name": "h-ppo"}}),
+        ("mahppo", {"algorithm": {"name": "mahppo"}}),
+    ):
         cfg = json.loads(json.dumps(EMH_TINY))
         for section, values in extra.items():
             cfg[section].update(values)
@@ -291,12 +348,29 @@ def test_emh_train_then_compare_json_names_every_policy(tmp_path, mlflow_server)
     # the training run compared itself with the world's baselines
     own = json.loads((runs["emh"] / "compare.json").read_text())
     assert set(own["policies"]) == {"EMH-PPO", "Local-only", "AgileNN", "Round-robin", "CSI-sharing"}
-    out = splitrl("compare", "emh.yaml", *sum((["--checkpoint", str(r)] for r in runs.values()), []),
-                  "--json", "cmp.json", "--plot", "cmp.png", cwd=tmp_path)
+    out = splitrl(
+        "compare",
+        "emh.yaml",
+        *sum((["--checkpoint", str(r)] for r in runs.values()), []),
+        "--json",
+        "cmp.json",
+        "--plot",
+        "cmp.png",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     pol = json.loads((tmp_path / "cmp.json").read_text())["policies"]
-    assert set(pol) == {"EMH-PPO", "EMH-PPO (time-based)", "EMH-PPO (vertical)", "H-PPO", "MAHPPO",
-                        "Local-only", "AgileNN", "Round-robin", "CSI-sharing"}
+    assert set(pol) == {
+        "EMH-PPO",
+        "EMH-PPO (time-based)",
+        "EMH-PPO (vertical)",
+        "H-PPO",
+        "MAHPPO",
+        "Local-only",
+        "AgileNN",
+        "Round-robin",
+        "CSI-sharing",
+    }
     for m in pol.values():
         assert {"latency", "energy", "reward", "waiting"} <= set(m)
     local = pol["Local-only"]
@@ -305,7 +379,10 @@ def test_emh_train_then_compare_json_names_every_policy(tmp_path, mlflow_server)
     assert local["energy"] == pytest.approx(1e-5 * 4089184256 / 1e6, rel=1e-6)
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
     # the emh run is in MLflow with the world's params and the team-return metric
-    run = [r for r in runs_of(mlflow_server) if r.data.tags.get("scenario") == "emh-tiny"
-           and r.data.tags.get("algorithm") == "EMH-PPO"][0]
+    run = [
+        r
+        for r in runs_of(mlflow_server)
+        if r.data.tags.get("scenario") == "emh-tiny" and r.data.tags.get("algorithm") == "EMH-PPO"
+    ][0]
     assert run.info.status == "FINISHED" and run.data.params["scenario.world"] == "emh"
     assert "episode_return_mean" in run.data.metrics and "latency" in run.data.metrics

@@ -81,7 +81,7 @@ def test_gym_envs_pass_the_checker_and_repeat_under_a_seed(name):
         env = gym.make(env_id, config=scenario).unwrapped
         check_env(env, skip_render_check=True)
 
-        def rollout(seed):
+        def rollout(seed, env=env):
             env.action_space.seed(123)
             obs, _ = env.reset(seed=seed)
             out = [obs]
@@ -105,9 +105,9 @@ def test_multi_agent_envs_pass_rllibs_and_pettingzoos_checks(name):
 
     w = worlds.get(name)
     scenario = resolve_config(smoke(name))["scenario"]
-    for env_id, entry in w.rllib_envs.items():
+    for entry in w.rllib_envs.values():
         check_multiagent_environments(import_object(entry)(scenario))
-    for env_id, entry in w.pettingzoo_envs.items():
+    for entry in w.pettingzoo_envs.values():
         parallel_api_test(import_object(entry)(scenario), num_cycles=10)
 
 
@@ -167,3 +167,20 @@ def test_every_algorithm_trains_checkpoints_reloads_and_evaluates(name, algorith
     again = w.evaluate(load_policy(ckpt), cfg["scenario"], cfg["evaluation"])
     first = result["policies"][policy.name]
     assert all(again[k] == pytest.approx(first[k]) for k in again if k != "wall_s")
+
+
+def test_looking_worlds_up_and_resolving_a_config_imports_nothing_heavy():
+    """The registry is lazy: the CLI's config handling and every world's declarations import no
+    torch, Ray, MLflow, cvxpy, PettingZoo or matplotlib (rollout workers and a fast CLI)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, splitrl; from splitrl import worlds; from splitrl.platform.config import load_config\n"
+        "[worlds.get(n).explain() for n in worlds.names()]; load_config('configs/lyappo.yaml')\n"
+        "print(sorted(m for m in ('torch', 'ray', 'mlflow', 'cvxpy', 'pettingzoo', 'matplotlib') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -16,8 +16,9 @@ taken for a float: PyYAML reads ``1.5e6`` (no exponent sign) as a string.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from types import UnionType
-from typing import Annotated, Any, Literal, Mapping, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
@@ -26,12 +27,24 @@ from splitrl.core.errors import ConfigError
 
 
 def _yaml_float(value: Any) -> Any:
-    """A string that reads as a number becomes that float (PyYAML reads 1.5e6 as a string)."""
+    """A string that reads as a number becomes that float (PyYAML reads 1.5e6 as a string); a
+    numpy number its Python value."""
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
             return value
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == () and not isinstance(value, bool):
+        return value.item()
+    return value
+
+
+def _yaml_int(value: Any) -> Any:
+    """A float or numeric string with an integral value (``3.0``, ``"1e5"``), or a numpy integer,
+    becomes that int; anything else is left for the strict check to reject."""
+    value = _yaml_float(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -45,8 +58,9 @@ def _finite(value: Any) -> Any:
 Float = Annotated[float, BeforeValidator(_finite), BeforeValidator(_yaml_float)]
 PositiveFloat = Annotated[Float, Field(gt=0)]
 NonNegativeFloat = Annotated[Float, Field(ge=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+Int = Annotated[int, BeforeValidator(_yaml_int)]
+PositiveInt = Annotated[Int, Field(ge=1)]
+NonNegativeInt = Annotated[Int, Field(ge=0)]
 
 
 def _schedule(value: Any) -> Any:
@@ -55,8 +69,11 @@ def _schedule(value: Any) -> Any:
     value = _yaml_float(value)
     if not isinstance(value, list):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PydanticCustomError("schedule", "expected float or a schedule [[0, v0], [env_step, v1], ...], "
-                                      "got {value}", {"value": repr(value)})
+            raise PydanticCustomError(
+                "schedule",
+                "expected float or a schedule [[0, v0], [env_step, v1], ...], got {value}",
+                {"value": repr(value)},
+            )
         if not math.isfinite(value) or value < 0:
             raise PydanticCustomError("schedule", "must be >= 0, got {value}", {"value": repr(value)})
         return float(value)
@@ -66,15 +83,19 @@ def _schedule(value: Any) -> Any:
         return PydanticCustomError("schedule", "expected {want}; {why}", {"want": want, "why": why})
 
     if len(value) < 2:
-        raise PydanticCustomError("schedule", "expected {want}: at least two points, got {value}",
-                                  {"want": want, "value": repr(value)})
+        raise PydanticCustomError(
+            "schedule", "expected {want}: at least two points, got {value}", {"want": want, "value": repr(value)}
+        )
     out: list[list] = []
     for i, pair in enumerate(value):
         if isinstance(pair, list):
             pair = [_yaml_float(x) for x in pair]
-        if (not isinstance(pair, list) or len(pair) != 2
-                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in pair)
-                or not float(pair[0]).is_integer()):  # 1.5e6 (a YAML float) is an integer step too
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in pair)
+            or not float(pair[0]).is_integer()
+        ):  # 1.5e6 (a YAML float) is an integer step too
             raise bad(f"point {i} is {pair!r}")
         step, v = int(pair[0]), float(pair[1])
         if i == 0 and step != 0:
@@ -89,6 +110,32 @@ def _schedule(value: Any) -> Any:
 
 #: A coefficient >= 0 or a schedule of it over sampled env steps.
 Schedulable = Annotated[NonNegativeFloat | list[list[float]], BeforeValidator(_schedule)]
+
+
+#: The unit a key's name ends in (``docs/units.md``), longest suffix first.
+SUFFIX_UNITS = (
+    ("_dbm_per_hz", "dBm/Hz"),
+    ("_per_s", "1/s"),
+    ("_bytes", "B"),
+    ("_bits", "bit"),
+    ("_bps", "bit/s"),
+    ("_dbm", "dBm"),
+    ("_db", "dB"),
+    ("_hz", "Hz"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("_w", "W"),
+    ("_j", "J"),
+    ("_m", "m"),
+)
+
+
+def unit_of(name: str) -> str:
+    """The unit a key's suffix declares (``f_edge_max_hz`` -> ``Hz``), ``""`` without one."""
+    for suffix, unit in SUFFIX_UNITS:
+        if name.endswith(suffix):
+            return unit
+    return ""
 
 
 def key(default: Any, doc: str, *, unit: str = "", type: str = "", **constraints: Any) -> Any:
@@ -113,9 +160,13 @@ def _describe(err: dict, model: type[Section]) -> tuple[str, str]:
         return name, f"unknown key; allowed: {', '.join(fields)}"
     got = f", got {value!r}"
     messages = {
-        "int_type": "expected an integer", "int_from_float": "expected an integer",
-        "float_type": "expected a number", "bool_type": "expected true or false",
-        "string_type": "expected a string", "list_type": "expected a list", "dict_type": "expected a mapping",
+        "int_type": "expected an integer",
+        "int_from_float": "expected an integer",
+        "float_type": "expected a number",
+        "bool_type": "expected true or false",
+        "string_type": "expected a string",
+        "list_type": "expected a list",
+        "dict_type": "expected a mapping",
         "missing": "missing",
     }
     if kind in messages:
@@ -125,7 +176,8 @@ def _describe(err: dict, model: type[Section]) -> tuple[str, str]:
         bound = next(iter(ctx.values()))
         msg = f"must be {op} {bound}{got}"
     elif kind == "literal_error":
-        msg = f"expected one of {ctx.get('expected', '')}{got}"
+        allowed = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        msg = f"expected one of {allowed}{got}"
     elif kind == "too_short":
         msg = f"expected at least {ctx.get('min_length')} item(s){got}"
     elif kind in ("schedule", "finite"):
@@ -145,10 +197,15 @@ def validate_section(model: type[Section], raw: Mapping[str, Any] | None, sectio
     """Validate ``raw`` against ``model``; the result has every key (defaults filled in).
 
     Raises :class:`ConfigError` naming ``section.key`` for the first thing that is wrong."""
+    return parse_section(model, raw, section).model_dump()
+
+
+def parse_section(model: type[Section], raw: Mapping[str, Any] | None, section: str):
+    """The validated ``model`` instance of ``raw`` (see :func:`validate_section`)."""
     if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(section, f"expected a mapping, got {raw!r}")
     try:
-        return model.model_validate(dict(raw or {})).model_dump()
+        return model.model_validate(dict(raw or {}))
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         # the most useful error first: an unknown key, then the plain ones, then unions' branches
@@ -162,8 +219,15 @@ def explain_section(model: type[Section]) -> list[dict]:
     rows = []
     for name, f in model.model_fields.items():
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
-        rows.append({"key": f.alias or name, "type": extra.get("type") or type_name(f.annotation, f.metadata), "default": f.default,
-                     "unit": extra.get("unit", ""), "doc": f.description or ""})
+        rows.append(
+            {
+                "key": f.alias or name,
+                "type": extra.get("type") or type_name(f.annotation, f.metadata),
+                "default": f.default,
+                "unit": extra.get("unit") or unit_of(name),
+                "doc": f.description or "",
+            }
+        )
     return rows
 
 
@@ -181,43 +245,15 @@ def type_name(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     if annotation is type(None):
         return "null"
     name = getattr(annotation, "__name__", str(annotation))
-    bounds = []
     flat = [x for m in metadata for x in (getattr(m, "metadata", None) or [m])]
-    for m in flat:
-        for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            if getattr(m, attr, None) is not None:
-                bounds.append(f"{op} {getattr(m, attr):g}")
+    bounds = [
+        f"{op} {getattr(m, attr):g}"
+        for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+        for m in flat
+        if getattr(m, attr, None) is not None
+    ]
     return " ".join([name, *bounds]) if bounds else name
 
 
 def _length(metadata: Sequence[Any]) -> bool:
     return any(getattr(m, "min_length", None) is not None for m in metadata)
-
-
-def explain_dataclass(cls: type) -> list[dict]:
-    """One row per field of a scenario dataclass; the meaning is the field's trailing comment
-    (``name: type = default  # meaning [unit]``), the unit the comment's last ``[...]``."""
-    import dataclasses
-    import inspect
-    import io
-    import re
-    import tokenize
-
-    comments: dict[str, str] = {}
-    last = None
-    for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
-        if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.line.strip().split(":")[0] == tok.string:
-            last = tok.string
-        elif tok.type == tokenize.COMMENT and last and tok.line.strip().startswith(last):
-            comments[last] = tok.string.lstrip("# ").strip()
-    rows = []
-    for f in dataclasses.fields(cls):
-        doc = comments.get(f.name, "")
-        m = re.search(r"\[([^\[\]]+)\]\s*$", doc)
-        unit = m.group(1) if m else ""
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if isinstance(default, tuple):
-            default = list(default)
-        rows.append({"key": f.name, "type": str(f.type).replace("None", "null").replace("tuple", "list"),
-                     "default": default, "unit": unit, "doc": doc[:m.start()].strip() if m else doc})
-    return rows

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -51,8 +51,18 @@ FEATURE_BYTES = 4  # float32 activations
 
 # Operators folded into their producer (no MACs counted, the cut moves past them).
 _FOLD_MODULES = (
-    "BatchNorm2d", "ReLU", "ReLU6", "Dropout", "Identity", "Hardswish", "Hardsigmoid",
-    "SiLU", "GELU", "Sigmoid", "Tanh", "LocalResponseNorm",
+    "BatchNorm2d",
+    "ReLU",
+    "ReLU6",
+    "Dropout",
+    "Identity",
+    "Hardswish",
+    "Hardsigmoid",
+    "SiLU",
+    "GELU",
+    "Sigmoid",
+    "Tanh",
+    "LocalResponseNorm",
 )
 _FOLD_FUNCTIONS = ("relu", "relu_", "flatten", "dropout", "getattr", "getitem", "reshape", "view")
 
@@ -129,8 +139,13 @@ def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
         fx_parents = [a for a in node.all_input_nodes]
         op = _op_name(node, modules)
         if node.op == "placeholder":
-            entry = {"name": "input", "op": "input", "macs": 0.0,
-                     "out_bytes": float(np.prod(tm.shape)) * FEATURE_BYTES, "parents": []}
+            entry = {
+                "name": "input",
+                "op": "input",
+                "macs": 0.0,
+                "out_bytes": float(np.prod(tm.shape)) * FEATURE_BYTES,
+                "parents": [],
+            }
             alias[node] = entry
             nodes.append(entry)
             index[entry["name"]] = entry
@@ -147,9 +162,13 @@ def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
                 host["out_bytes"] = float(np.prod(tm.shape)) * FEATURE_BYTES
             alias[node] = host
             continue
-        entry = {"name": node.name, "op": op, "macs": _macs(node, modules),
-                 "out_bytes": float(np.prod(tm.shape)) * FEATURE_BYTES if tm is not None else 0.0,
-                 "parents": parents}
+        entry = {
+            "name": node.name,
+            "op": op,
+            "macs": _macs(node, modules),
+            "out_bytes": float(np.prod(tm.shape)) * FEATURE_BYTES if tm is not None else 0.0,
+            "parents": parents,
+        }
         alias[node] = entry
         nodes.append(entry)
         index[entry["name"]] = entry
@@ -201,8 +220,10 @@ def chain_partition_points(nodes: list[dict]) -> list[dict]:
         merged.append(p)
     for k, p in enumerate(merged):
         p["index"] = k
-    return [{"index": p["index"], "cut": p["cut"], "device_macs": p["device_macs"],
-             "tx_bytes": p["tx_bytes"]} for p in merged]
+    return [
+        {"index": p["index"], "cut": p["cut"], "device_macs": p["device_macs"], "tx_bytes": p["tx_bytes"]}
+        for p in merged
+    ]
 
 
 def _cache_dir() -> Path:
@@ -217,7 +238,7 @@ def save_profile(profile: dict, directory: Path | None = None) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_profile(model: str) -> dict:
     """The cached profile of ``model`` (shipped as JSON in the package)."""
     path = _cache_dir() / f"{model}.json"
@@ -246,8 +267,9 @@ def pareto_points(c: np.ndarray, d: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def partition_table(model: str, input_bits_per_element: float = 8.0, points: str = "all",
-                    feature_bits_per_element: float = 32.0) -> PartitionTable:
+def partition_table(
+    model: str, input_bits_per_element: float = 8.0, points: str = "all", feature_bits_per_element: float = 32.0
+) -> PartitionTable:
     """LyaPPO's ``(c_k, d_k)`` table for ``model``.
 
     ``d_k`` is relative to the raw input ``D`` = elements x ``input_bits_per_element``, the bits
@@ -272,5 +294,6 @@ def partition_table(model: str, input_bits_per_element: float = 8.0, points: str
         c, d, names = c[keep], d[keep], tuple(names[i] for i in keep)
     elif points not in ("all", "operator"):
         raise ValueError(f"points must be 'all', 'pareto' or 'operator', got {points!r}")
-    return PartitionTable(model=model, total_macs=float(prof["total_macs"]), input_bits=input_bits,
-                          c=c, d=d, names=names)
+    return PartitionTable(
+        model=model, total_macs=float(prof["total_macs"]), input_bits=input_bits, c=c, d=d, names=names
+    )

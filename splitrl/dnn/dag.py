@@ -34,8 +34,10 @@ class OperatorGraph:
 
     def __init__(self, nodes: list[dict]):
         self.order = [n["name"] for n in nodes]
-        self.nodes = {n["name"]: OpNode(n["name"], n["op"], float(n["macs"]), float(n["out_bytes"]),
-                                        list(n["parents"])) for n in nodes}
+        self.nodes = {
+            n["name"]: OpNode(n["name"], n["op"], float(n["macs"]), float(n["out_bytes"]), list(n["parents"]))
+            for n in nodes
+        }
         pos = {name: i for i, name in enumerate(self.order)}
         for node in self.nodes.values():
             for p in node.parents:
@@ -91,7 +93,7 @@ class OperatorGraph:
         start = 0
         # Block b spans (previous articulation, this articulation]; the input is position 0.
         for a in arts:
-            block = self.order[start:a + 1]
+            block = self.order[start : a + 1]
             for sub in self._block_downsets(block):
                 if not sub and start > 0:
                     continue  # the empty subset equals the previous block's full cut
@@ -112,11 +114,19 @@ class OperatorGraph:
                 continue
             seen.add(key)
             cut = self.cut_of(device)
-            out.append({"cut": cut, "device_macs": sum(self.nodes[n].macs for n in device),
-                        "tx_bytes": sum(self.nodes[n].out_bytes for n in cut), "_depth": max(self.pos[n] for n in device)})
+            out.append(
+                {
+                    "cut": cut,
+                    "device_macs": sum(self.nodes[n].macs for n in device),
+                    "tx_bytes": sum(self.nodes[n].out_bytes for n in cut),
+                    "_depth": max(self.pos[n] for n in device),
+                }
+            )
         # One dimension: full-local last, otherwise by device MACs then bytes (stable by depth).
         full = [dict(p, cut=[self.order[-1]], tx_bytes=0.0) for p in out if not p["cut"]]
         rest = sorted((p for p in out if p["cut"]), key=lambda p: (p["device_macs"], p["tx_bytes"], p["_depth"]))
         ordered = rest + full
-        return [{"index": i + 1, "cut": p["cut"], "device_macs": p["device_macs"], "tx_bytes": p["tx_bytes"]}
-                for i, p in enumerate(ordered)]
+        return [
+            {"index": i + 1, "cut": p["cut"], "device_macs": p["device_macs"], "tx_bytes": p["tx_bytes"]}
+            for i, p in enumerate(ordered)
+        ]

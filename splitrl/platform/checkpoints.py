@@ -61,8 +61,11 @@ def latest_checkpoint(path: str | Path) -> Path:
         ckpt = p / "checkpoints" / latest.read_text().strip()
         if (ckpt / "splitrl.json").is_file():
             return ckpt
-    raise ConfigError(str(path), "no complete splitrl checkpoint found (expected a run directory with "
-                      "checkpoints/latest or a checkpoint directory with splitrl.json)")
+    raise ConfigError(
+        str(path),
+        "no complete splitrl checkpoint found (expected a run directory with "
+        "checkpoints/latest or a checkpoint directory with splitrl.json)",
+    )
 
 
 def checkpoint_state(ckpt: str | Path) -> dict:

@@ -24,17 +24,23 @@ def _cmd_profile(args) -> int:
         json.dump(prof, sys.stdout, indent=1)
         print()
         return 0
-    print(f"{prof['model']}  input {'x'.join(map(str, prof['input_shape']))}  "
-          f"{prof['total_macs'] / 1e9:.3f} GMACs  {len(prof['nodes'])} operators (cheap ones folded)  "
-          f"{len(prof['layer_points'])} layer-level / {len(prof['partition_points'])} operator-grained "
-          f"partition points")
+    print(
+        f"{prof['model']}  input {'x'.join(map(str, prof['input_shape']))}  "
+        f"{prof['total_macs'] / 1e9:.3f} GMACs  {len(prof['nodes'])} operators (cheap ones folded)  "
+        f"{len(prof['layer_points'])} layer-level / {len(prof['partition_points'])} operator-grained "
+        f"partition points"
+    )
     key, label = ("partition_points", "s") if args.points == "operator" else ("layer_points", "k")
-    print(f"{label:>4}  {'cut (device-side operators whose outputs are sent)':<52} {'device GMACs':>12} "
-          f"{'share':>6} {'tx [kB]':>10}")
+    print(
+        f"{label:>4}  {'cut (device-side operators whose outputs are sent)':<52} {'device GMACs':>12} "
+        f"{'share':>6} {'tx [kB]':>10}"
+    )
     for p in prof[key]:
         cut = ", ".join(p["cut"])
-        print(f"{p['index']:>4}  {cut[:52]:<52} {p['device_macs'] / 1e9:>12.4f} "
-              f"{p['device_macs'] / prof['total_macs']:>6.3f} {p['tx_bytes'] / 1e3:>10.1f}")
+        print(
+            f"{p['index']:>4}  {cut[:52]:<52} {p['device_macs'] / 1e9:>12.4f} "
+            f"{p['device_macs'] / prof['total_macs']:>6.3f} {p['tx_bytes'] / 1e3:>10.1f}"
+        )
     return 0
 
 
@@ -57,17 +63,24 @@ def _cmd_compare(args) -> int:
         theirs = checkpoint_config(ckpt)["scenario"]
         diff = [k for k in theirs if theirs[k] != cfg["scenario"].get(k) and k not in variant_keys]
         if diff:
-            raise _UserError(f"--checkpoint {path}: trained on a different scenario "
-                             f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'].get(diff[0])!r})")
+            raise _UserError(
+                f"--checkpoint {path}: trained on a different scenario "
+                f"(scenario.{diff[0]} = {theirs[diff[0]]!r}, config has {cfg['scenario'].get(diff[0])!r})"
+            )
         trained.append(load_policy(ckpt))
     names = [p.name for p in trained]
     for i, p in enumerate(trained):  # two checkpoints of one algorithm: keep both, apart
         if names.count(p.name) > 1:
-            p.name = f"{p.name} #{names[:i + 1].count(p.name)}"
+            p.name = f"{p.name} #{names[: i + 1].count(p.name)}"
     policies = trained + world.make_baselines(cfg["evaluation"])
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
-    log(f"comparing {len(policies)} policies on {cfg['evaluation']['episodes']} seeded episodes "
-        f"of scenario {cfg['scenario']['name']}")
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    log(
+        f"comparing {len(policies)} policies on {cfg['evaluation']['episodes']} seeded episodes "
+        f"of scenario {cfg['scenario']['name']}"
+    )
     result = compare(policies, cfg, log)
     print(format_table(result, world))
     if args.json:
@@ -84,11 +97,25 @@ def _cmd_train(args) -> int:
     from splitrl.platform.train import Progress, train
 
     cfg = load_config(args.config, list(args.set or []))  # validated before anything is created
-    summary = train(cfg, out=args.out, resume=args.resume, address=args.address, mlflow_uri=args.mlflow_uri,
-                    progress=Progress(enabled=not args.quiet), compare_after=not args.no_compare)
+    summary = train(
+        cfg,
+        out=args.out,
+        resume=args.resume,
+        address=args.address,
+        mlflow_uri=args.mlflow_uri,
+        progress=Progress(enabled=not args.quiet),
+        compare_after=not args.no_compare,
+    )
     print(f"run directory: {summary['run_dir']}", file=sys.stderr)
     if summary.get("mlflow_run_id"):
-        print(f"mlflow run: {summary['mlflow_run_id']} at {summary['mlflow_uri']}", file=sys.stderr)
+        from splitrl.platform.tracking import ui_link
+
+        print(
+            f"mlflow run: {summary['mlflow_run_id']} at {summary['mlflow_uri']}; with `mlflow ui "
+            f"--backend-store-uri {summary['mlflow_uri']}`: "
+            f"{ui_link(summary['mlflow_experiment_id'], summary['mlflow_run_id'])}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -106,8 +133,13 @@ def _cmd_evaluate(args) -> int:
         ev["episodes"] = args.episodes
     policy = load_policy(ckpt)
     m = world.evaluate(policy, cfg["scenario"], ev)
-    result = {"checkpoint": str(ckpt), "policy": policy.name, "episodes": ev["episodes"], "seed": ev["seed"],
-              "metrics": m}
+    result = {
+        "checkpoint": str(ckpt),
+        "policy": policy.name,
+        "episodes": ev["episodes"],
+        "seed": ev["seed"],
+        "metrics": m,
+    }
     print(f"{policy.name} ({ckpt}) on {ev['episodes']} seeded episodes:")
     for metric in world.metrics:
         if metric.key in m:
@@ -119,11 +151,14 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_config(args) -> int:
     from splitrl import worlds
-    from splitrl.platform.config import explain, explain_markdown
+    from splitrl.platform.config import explain, explain_markdown, readme_markdown
 
     names = [args.world] if args.world else list(worlds.names())
     for name in names:
         worlds.get(name)  # an unknown world is one line naming the registered ones
+    if args.format == "readme":
+        print(readme_markdown(), end="")
+        return 0
     if args.format == "markdown":
         print("\n".join(explain_markdown(n) for n in names), end="")
         return 0
@@ -163,16 +198,19 @@ class _UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="splitrl",
-        description="Train, evaluate and compare split-inference agents for mobile edge computing.")
+        prog="splitrl", description="Train, evaluate and compare split-inference agents for mobile edge computing."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("profile", help="trace a torchvision model into an operator DAG and partition table")
-    p.add_argument("model", help="torchvision model name (alexnet, vgg16, resnet18, resnet50, "
-                                 "mobilenet_v2, googlenet)")
+    p.add_argument("model", help="torchvision model name (alexnet, vgg16, resnet18, resnet50, mobilenet_v2, googlenet)")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    p.add_argument("--points", choices=("layer", "operator"), default="layer",
-                   help="table of layer-level (one tensor crosses) or operator-grained (any cut of the DAG) points")
+    p.add_argument(
+        "--points",
+        choices=("layer", "operator"),
+        default="layer",
+        help="table of layer-level (one tensor crosses) or operator-grained (any cut of the DAG) points",
+    )
     p.add_argument("--input-shape", type=int, nargs=3, default=(3, 224, 224), metavar=("C", "H", "W"))
     p.add_argument("--save", action="store_true", help="rewrite the cached profile in the package")
     p.set_defaults(func=_cmd_profile)
@@ -182,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/<run name>-<time>)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
-    t.add_argument("--address", metavar="ADDR", help="Ray cluster address (e.g. auto); default: local Ray "
-                   "(or RAY_ADDRESS)")
+    t.add_argument(
+        "--address", metavar="ADDR", help="Ray cluster address (e.g. auto); default: local Ray (or RAY_ADDRESS)"
+    )
     t.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db here)")
     t.add_argument("--no-compare", action="store_true", help="skip the comparison with the baselines at the end")
     t.add_argument("--quiet", action="store_true", help="no progress display")
@@ -198,11 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="run trained agents and the baselines on the same seeded episodes")
     c.add_argument("config", nargs="?", default=None, help="YAML config (default: built-in defaults)")
-    c.add_argument("--checkpoint", action="append", metavar="DIR", help="a trained run or checkpoint to include "
-                   "(repeatable)")
+    c.add_argument(
+        "--checkpoint", action="append", metavar="DIR", help="a trained run or checkpoint to include (repeatable)"
+    )
     c.add_argument("--episodes", type=int, help="seeded episodes per policy (evaluation.episodes)")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. "
-                   "scenario.arrival_rate=0.5 (repeatable)")
+    c.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. scenario.arrival_rate=0.5 (repeatable)",
+    )
     c.add_argument("--json", metavar="FILE", help="write the results as JSON")
     c.add_argument("--plot", metavar="FILE", help="write a PNG chart")
     c.set_defaults(func=_cmd_compare)
@@ -210,17 +254,29 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("config", help="list every config key of a world: type, default, unit, meaning")
     g.add_argument("--explain", action="store_true", help="(the default) explain the keys")
     g.add_argument("world", nargs="?", help="a world (scenario.world); default: every registered world")
-    g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    g.add_argument(
+        "--format",
+        choices=("text", "markdown", "json", "readme"),
+        default="text",
+        help="readme: the README's generated tables (every registered world)",
+    )
     g.set_defaults(func=_cmd_config)
 
-    w = sub.add_parser("sweep", help="run a Ray Tune sweep (scenario grid, algorithms, seeds, search space), "
-                                     "tracked in MLflow as a parent run with a child per trial")
+    w = sub.add_parser(
+        "sweep",
+        help="run a Ray Tune sweep (scenario grid, algorithms, seeds, search space), "
+        "tracked in MLflow as a parent run with a child per trial",
+    )
     w.add_argument("sweep", help="sweep YAML (see configs/sweeps/)")
     w.add_argument("--out", metavar="DIR", help="sweep directory (default sweeps/<name>)")
-    w.add_argument("--resume", action="store_true", help="continue the sweep in --out: finish the trials "
-                   "that had not finished")
-    w.add_argument("--address", metavar="ADDR", help="Ray cluster address (e.g. auto); default: local Ray "
-                   "sized to this machine (or RAY_ADDRESS)")
+    w.add_argument(
+        "--resume", action="store_true", help="continue the sweep in --out: finish the trials that had not finished"
+    )
+    w.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster address (e.g. auto); default: local Ray sized to this machine (or RAY_ADDRESS)",
+    )
     w.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db here)")
     w.set_defaults(func=_cmd_sweep)
     return parser

@@ -9,8 +9,9 @@ or a bad value is a :class:`ConfigError` naming the dotted key.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -18,8 +19,16 @@ from splitrl import worlds
 from splitrl.core.errors import ConfigError
 from splitrl.core.schema import PositiveFloat, PositiveInt, Section, explain_section, key, validate_section
 
-__all__ = ["ConfigError", "SECTIONS", "apply_override", "explain", "flatten", "load_config", "parse_set",
-           "resolve_config"]
+__all__ = [
+    "ConfigError",
+    "SECTIONS",
+    "apply_override",
+    "explain",
+    "flatten",
+    "load_config",
+    "parse_set",
+    "resolve_config",
+]
 
 
 class StopSection(Section):
@@ -45,8 +54,11 @@ class ResourcesSection(Section):
 
 
 #: The sections every world shares, and their schemas.
-PLATFORM_SECTIONS: dict[str, type[Section]] = {"stop": StopSection, "tracking": TrackingSection,
-                                               "resources": ResourcesSection}
+PLATFORM_SECTIONS: dict[str, type[Section]] = {
+    "stop": StopSection,
+    "tracking": TrackingSection,
+    "resources": ResourcesSection,
+}
 #: Every section of a config, in the order of a resolved config.
 SECTIONS = ("scenario", "algorithm", "stop", "evaluation", "tracking", "resources")
 
@@ -149,17 +161,52 @@ def explain(world_name: str) -> dict[str, list[dict]]:
     return out
 
 
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| key | type | default | unit | meaning |", "|---|---|---|---|---|"]
+    for r in rows:
+        default = "null" if r["default"] is None else yaml.safe_dump(r["default"], default_flow_style=True, width=1000)
+        default = default.strip().removesuffix("...").strip()
+        cells = [f"`{r['key']}`", r["type"], f"`{default}`", r["unit"], r["doc"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
 def explain_markdown(world_name: str) -> str:
-    """The keys of a world as Markdown tables (one per section), as the README shows them."""
+    """A world's own sections (``scenario``, ``algorithm``, ``evaluation``) and its metrics as
+    Markdown tables, as the README shows them."""
     world = worlds.get(world_name)
-    lines = [f"#### `scenario.world: {world.name}` ({world.title})", ""]
-    for section, rows in explain(world_name).items():
-        lines += [f"`{section}`", "", "| key | type | default | unit | meaning |", "|---|---|---|---|---|"]
-        for r in rows:
-            default = "null" if r["default"] is None else yaml.safe_dump(r["default"], default_flow_style=True,
-                                                                              width=1000).strip()
-            default = default.removesuffix("...").strip()
-            cells = [f"`{r['key']}`", r["type"], f"`{default}`", r["unit"], r["doc"]]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        lines.append("")
+    sections = explain(world_name)
+    lines = [f"### `scenario.world: {world.name}` ({world.title})", ""]
+    for section in ("scenario", "algorithm", "evaluation"):
+        lines += [f"`{section}`", "", *_table(sections[section]), ""]
+    lines += [
+        "Metrics (JSON and CSV values in the SI unit; tables, progress lines and figures in the shown unit):",
+        "",
+        "| metric | SI unit | shown in | meaning | logged every iteration |",
+        "|---|---|---|---|---|",
+    ]
+    for m in world.metrics:
+        lines.append(f"| `{m.key}` | {m.si_unit} | {m.unit or '1'} | {m.label} | {'yes' if m.train else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_markdown(names: tuple[str, ...] = worlds.BUILTIN) -> str:
+    """The README's generated part: the worlds, every world's keys and metrics, the shared sections."""
+    lines = [
+        "| `scenario.world` | world | algorithms (`algorithm.name`) | baselines | env ids |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        w = worlds.get(name)
+        ids = [*w.gym_envs, *w.rllib_envs]
+        lines.append(
+            f"| `{name}` | {w.title}: {w.doc} | {', '.join(f'`{a}`' for a in w.algorithm_names())} | "
+            f"{', '.join(w.baselines)} | {', '.join(f'`{i}`' for i in ids)} |"
+        )
+    lines.append("")
+    for name in names:
+        lines.append(explain_markdown(name))
+    lines += ["### Every world: `stop`, `tracking`, `resources`", ""]
+    for section, schema in PLATFORM_SECTIONS.items():
+        lines += [f"`{section}`", "", *_table(explain_section(schema)), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -15,10 +15,16 @@ from collections.abc import Iterator
 from typing import Any
 
 #: Learner stats of the first module reported as ``learner/<name>``.
-LEARNER_KEYS = (("policy_loss", "policy_loss"), ("vf_loss", "vf_loss"), ("entropy", "entropy"),
-                ("mean_kl_loss", "mean_kl_loss"), ("qf_loss", "qf_loss"),
-                # the coefficients' current values (they may follow a schedule over env steps)
-                ("curr_entropy_coeff", "entropy_coeff"), ("curr_window_entropy_coeff", "window_entropy_coeff"))
+LEARNER_KEYS = (
+    ("policy_loss", "policy_loss"),
+    ("vf_loss", "vf_loss"),
+    ("entropy", "entropy"),
+    ("mean_kl_loss", "mean_kl_loss"),
+    ("qf_loss", "qf_loss"),
+    # the coefficients' current values (they may follow a schedule over env steps)
+    ("curr_entropy_coeff", "entropy_coeff"),
+    ("curr_window_entropy_coeff", "window_entropy_coeff"),
+)
 
 
 def new_state() -> dict[str, Any]:
@@ -27,9 +33,11 @@ def new_state() -> dict[str, Any]:
 
 
 def should_stop(stop: dict, state: dict) -> bool:
-    return ((stop["iterations"] is not None and state["iteration"] >= stop["iterations"])
-            or (stop["env_steps"] is not None and state["env_steps"] >= stop["env_steps"])
-            or (stop["time_s"] is not None and state["time_s"] >= stop["time_s"]))
+    return (
+        (stop["iterations"] is not None and state["iteration"] >= stop["iterations"])
+        or (stop["env_steps"] is not None and state["env_steps"] >= stop["env_steps"])
+        or (stop["time_s"] is not None and state["time_s"] >= stop["time_s"])
+    )
 
 
 def curate(result: dict, world, *, elapsed_s: float, steps0: float, time0: float, reward_scale: float) -> dict:
@@ -43,8 +51,9 @@ def curate(result: dict, world, *, elapsed_s: float, steps0: float, time0: float
         "env_steps": steps,
         "time_s": time0 + elapsed_s,
         "env_steps_per_s": (steps - steps0) / max(elapsed_s, 1e-9),
-        "episode_return_mean": (er["episode_return_mean"] / reward_scale
-                                if er.get("episode_return_mean") is not None else None),
+        "episode_return_mean": (
+            er["episode_return_mean"] / reward_scale if er.get("episode_return_mean") is not None else None
+        ),
     }
     if world.return_metric and world.return_metric in er:
         out["episode_return_mean"] = er[world.return_metric]
@@ -70,7 +79,13 @@ def training_iterations(algo, cfg: dict, world, state: dict) -> Iterator[tuple[d
     while not should_stop(cfg["stop"], state):
         result = algo.train()
         state["iteration"] += 1
-        metrics = curate(result, world, elapsed_s=time.perf_counter() - t_start, steps0=steps0, time0=time0,
-                         reward_scale=cfg["algorithm"]["reward_scale"])
+        metrics = curate(
+            result,
+            world,
+            elapsed_s=time.perf_counter() - t_start,
+            steps0=steps0,
+            time0=time0,
+            reward_scale=cfg["algorithm"]["reward_scale"],
+        )
         state["env_steps"], state["time_s"] = metrics["env_steps"], metrics["time_s"]
         yield metrics, should_stop(cfg["stop"], state)

@@ -9,10 +9,31 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from splitrl.platform.config import flatten
+
+#: Experiment tags: MLflow's experiment kind "custom model development" (a model-training
+#: experiment, not GenAI traces).  MLflow 3.17's UI does not read it yet -- it opens whatever its
+#: GenAI / Model training switch says -- so links carry ``?workflowType=machine_learning``
+#: (:func:`ui_link`); the tag is for versions that sync the switch to the experiment's kind.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def experiment_id(client, name: str) -> str:
+    """The id of experiment ``name`` in ``client``'s store, created (tagged) if missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+
+
+def ui_link(experiment: str, run_id: str | None = None, base: str = "http://127.0.0.1:5000") -> str:
+    """The ``mlflow ui`` address of an experiment (or run) in the model-training view."""
+    path = f"experiments/{experiment}" + (f"/runs/{run_id}" if run_id else "/runs")
+    return f"{base}/#/{path}?workflowType=machine_learning"
 
 
 def default_uri() -> str:
@@ -22,10 +43,16 @@ def default_uri() -> str:
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
@@ -41,18 +68,23 @@ class Tracker:
 
     def __init__(self, tracking_cfg: Mapping[str, Any], uri_override: str | None = None):
         self.enabled = bool(tracking_cfg.get("enabled", True))
-        self.uri = uri_override or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+        self.uri = (
+            uri_override or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+        )
         self.experiment = tracking_cfg.get("experiment", "splitrl")
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.resumed_elsewhere: str | None = None  # a resumed run's id that the store does not hold
 
     def start(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str | None:
         if not self.enabled:
             return None
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         mlflow.set_tracking_uri(self.uri)
-        mlflow.set_experiment(self.experiment)
+        self.experiment_id = experiment_id(MlflowClient(self.uri), self.experiment)
+        mlflow.set_experiment(experiment_id=self.experiment_id)
         tags = dict(tags)
         if run_id is not None and not self._has_run(run_id):
             # a resumed job pointed at another store (a copied run directory, a new server), or

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,15 @@ class Progress:
             return
         total = f"/{stop['iterations']}" if stop.get("iterations") else ""
         ret = format(m["episode_return_mean"], ".1f") if "episode_return_mean" in m else "-"
-        body = "  ".join(f"{x.key} {x.show(m.get(x.key))}" + (f" {x.unit}" if x.unit else "")
-                         for x in self.world.metrics if x.progress and x.train)
-        line = (f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
-                f"return {ret}  {body}  {m['time_s']:.0f} s")
+        body = "  ".join(
+            f"{x.key} {x.show(m.get(x.key))}" + (f" {x.unit}" if x.unit else "")
+            for x in self.world.metrics
+            if x.progress and x.train
+        )
+        line = (
+            f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
+            f"return {ret}  {body}  {m['time_s']:.0f} s"
+        )
         if self.tty:
             self.stream.write("\r\033[K" + line)
         else:
@@ -86,8 +91,13 @@ def init_ray(cfg: dict, address: str | None) -> None:
             raise ConfigError("--address", f"cannot connect to a Ray cluster at {address!r}: {exc}") from None
     else:
         # A private local instance on loopback only (token authentication stays on).
-        ray.init(num_cpus=cfg["resources"]["num_cpus"] or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+        ray.init(
+            num_cpus=cfg["resources"]["num_cpus"] or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            _node_ip_address="127.0.0.1",
+        )
     _exit_on_sigterm()
 
 
@@ -136,13 +146,22 @@ def check_resume_matches(saved: dict, cfg: dict) -> None:
     for section in ("scenario", "algorithm"):
         for key, value in saved[section].items():
             if cfg[section].get(key) != value:
-                raise ConfigError(f"{section}.{key}", f"differs from the run being resumed "
-                                  f"({value!r} there, {cfg[section].get(key)!r} here)")
+                raise ConfigError(
+                    f"{section}.{key}",
+                    f"differs from the run being resumed ({value!r} there, {cfg[section].get(key)!r} here)",
+                )
 
 
-def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None = None,
-          address: str | None = None, mlflow_uri: str | None = None, progress: Progress | None = None,
-          compare_after: bool = True) -> dict:
+def train(
+    cfg: dict,
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    address: str | None = None,
+    mlflow_uri: str | None = None,
+    progress: Progress | None = None,
+    compare_after: bool = True,
+) -> dict:
     """Train per ``cfg`` (resolved); returns a summary with the final checkpoint and metrics."""
     world = worlds.of(cfg)
     progress = progress or Progress()
@@ -162,7 +181,7 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
             run_info = json.loads((run_dir / "run.json").read_text())
     else:
         ckpt = None
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         run_dir = Path(out) if out else Path("runs") / f"{run_name}-{stamp}"
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(str(run_dir), "output directory exists and is not empty (use --resume to continue it)")
@@ -178,14 +197,23 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
             progress.log(f"resumed from {ckpt} (iteration {state['iteration']}, {int(state['env_steps']):,} env steps)")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        run_id = tracker.start(run_name, {"git_commit": git_commit(), "scenario": cfg["scenario"]["name"],
-                                          "world": world.name, "algorithm": world.policy_name(cfg),
-                                          "run_dir": str(run_dir)},
-                               run_id=run_info.get("mlflow_run_id"))
+        run_id = tracker.start(
+            run_name,
+            {
+                "git_commit": git_commit(),
+                "scenario": cfg["scenario"]["name"],
+                "world": world.name,
+                "algorithm": world.policy_name(cfg),
+                "run_dir": str(run_dir),
+            },
+            run_id=run_info.get("mlflow_run_id"),
+        )
         if tracker.resumed_elsewhere:
-            progress.log(f"MLflow run {tracker.resumed_elsewhere} is not in {tracker.uri} or was deleted there: "
-                         f"continuing in a new run {run_id} there (tag splitrl.resumed_from_run; earlier metrics "
-                         f"stay in {run_info.get('mlflow_uri')})")
+            progress.log(
+                f"MLflow run {tracker.resumed_elsewhere} is not in {tracker.uri} or was deleted there: "
+                f"continuing in a new run {run_id} there (tag splitrl.resumed_from_run; earlier metrics "
+                f"stay in {run_info.get('mlflow_uri')})"
+            )
         if run_id:
             (run_dir / "run.json").write_text(json.dumps({"mlflow_uri": tracker.uri, "mlflow_run_id": run_id}) + "\n")
             tracker.log_params(run_params(cfg))
@@ -206,8 +234,15 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
             last_saved = latest_checkpoint(run_dir) if ckpt is not None else save_checkpoint(algo, run_dir, state, cfg)
         progress.log(f"checkpoint: {last_saved}")
         tracker.log_artifact(last_saved, artifact_path="checkpoint")
-        summary = {"run_dir": str(run_dir), "checkpoint": str(last_saved), "mlflow_run_id": tracker.run_id,
-                   "mlflow_uri": tracker.uri if tracker.enabled else None, **state, "metrics": metrics}
+        summary = {
+            "run_dir": str(run_dir),
+            "checkpoint": str(last_saved),
+            "mlflow_run_id": tracker.run_id,
+            "mlflow_uri": tracker.uri if tracker.enabled else None,
+            "mlflow_experiment_id": tracker.experiment_id,
+            **state,
+            "metrics": metrics,
+        }
         if compare_after:
             summary["compare"] = compare_trained(cfg, last_saved, run_dir, tracker, progress)
         status = "FINISHED"
@@ -218,8 +253,11 @@ def train(cfg: dict, *, out: str | Path | None = None, resume: str | Path | None
             where = f"the last complete checkpoint is {latest_checkpoint(run_dir)}; continue with --resume {run_dir}"
         except ConfigError:
             where = "no checkpoint was written"
-        print(f"splitrl: training interrupted at iteration {state['iteration']}: the MLflow run ends KILLED; "
-              f"{where}", file=sys.stderr, flush=True)
+        print(
+            f"splitrl: training interrupted at iteration {state['iteration']}: the MLflow run ends KILLED; {where}",
+            file=sys.stderr,
+            flush=True,
+        )
         raise
     finally:
         if algo is not None:

@@ -25,6 +25,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from splitrl.rl.distributions import hybrid_dist_cls
 from splitrl.rl.nets import init_bias, mlp
 
+
 class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
     """Actor-critic RLModule for the central agent (MultiDiscrete or hybrid flat-Box actions)."""
 

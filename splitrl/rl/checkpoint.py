@@ -17,6 +17,6 @@ def load_rl_module(checkpoint: str | Path, module_id: str | None = "default_poli
     if module_id is not None:
         path = path / module_id
     module = RLModule.from_checkpoint(str(path.resolve()))
-    for m in (module.values() if hasattr(module, "values") else [module]):
+    for m in module.values() if hasattr(module, "values") else [module]:
         m.eval()
     return module

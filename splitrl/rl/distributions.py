@@ -39,13 +39,13 @@ class TorchHybrid(Distribution):
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_logits(cls, logits: torch.Tensor, **kwargs) -> "TorchHybrid":
+    def from_logits(cls, logits: torch.Tensor, **kwargs) -> TorchHybrid:
         d = sum(cls.nvec)
         c = cls.num_continuous
         cats = [TorchCategorical(logits=lg) for lg in torch.split(logits[..., :d], cls.nvec, dim=-1)]
         normal = None
         if c:
-            mean, log_std = logits[..., d:d + c], logits[..., d + c:d + 2 * c]
+            mean, log_std = logits[..., d : d + c], logits[..., d + c : d + 2 * c]
             normal = torch.distributions.Normal(mean, torch.exp(log_std.clamp(-20.0, 2.0)))
         return cls(cats, normal)
 
@@ -61,8 +61,7 @@ class TorchHybrid(Distribution):
         return torch.cat(parts, dim=-1)
 
     def sample(self, *, sample_shape=None, **kwargs) -> torch.Tensor:
-        return self._join([c.sample() for c in self._cats],
-                          self._normal.sample() if self._normal is not None else None)
+        return self._join([c.sample() for c in self._cats], self._normal.sample() if self._normal is not None else None)
 
     def rsample(self, *, sample_shape=None, **kwargs):
         raise NotImplementedError("TorchHybrid has discrete parts: no reparameterised sample")
@@ -91,8 +90,9 @@ class TorchHybrid(Distribution):
         return torch.softmax(self._cats[j].logits, dim=-1)[..., x:].sum(-1)
 
     def entropy(self) -> torch.Tensor:
-        ent = self._gated_sum(torch.stack([c.entropy() for c in self._cats], dim=-1), self.gates_discrete,
-                              self._active_prob)
+        ent = self._gated_sum(
+            torch.stack([c.entropy() for c in self._cats], dim=-1), self.gates_discrete, self._active_prob
+        )
         if self._normal is not None:
             ent = ent + self._gated_sum(self._normal.entropy(), self.gates_continuous, self._active_prob)
         return ent
@@ -105,12 +105,16 @@ class TorchHybrid(Distribution):
             return torch.zeros_like(self._cats[0].logits[..., 0])
         return torch.stack([self._cats[j].entropy() for j in gating], dim=-1).sum(-1)
 
-    def kl(self, other: "TorchHybrid") -> torch.Tensor:
-        kl = self._gated_sum(torch.stack([a.kl(b) for a, b in zip(self._cats, other._cats)], dim=-1),
-                             self.gates_discrete, self._active_prob)
+    def kl(self, other: TorchHybrid) -> torch.Tensor:
+        kl = self._gated_sum(
+            torch.stack([a.kl(b) for a, b in zip(self._cats, other._cats)], dim=-1),
+            self.gates_discrete,
+            self._active_prob,
+        )
         if self._normal is not None:
-            kl = kl + self._gated_sum(torch.distributions.kl_divergence(self._normal, other._normal),
-                                      self.gates_continuous, self._active_prob)
+            kl = kl + self._gated_sum(
+                torch.distributions.kl_divergence(self._normal, other._normal), self.gates_continuous, self._active_prob
+            )
         return kl
 
     def to_deterministic(self) -> TorchDeterministic:
@@ -126,8 +130,10 @@ def hybrid_dist_cls(nvec: list[int], num_continuous: int, gates: dict | None = N
         gd = [None if g is None else (int(g[0]), int(g[1])) for g in gates["discrete"]]
         gc = [None if g is None else (int(g[0]), int(g[1])) for g in gates["continuous"]]
         if len(gd) != len(nvec) or len(gc) != num_continuous:
-            raise ValueError(f"gates: expected {len(nvec)} discrete and {num_continuous} continuous entries, "
-                             f"got {len(gd)} and {len(gc)}")
+            raise ValueError(
+                f"gates: expected {len(nvec)} discrete and {num_continuous} continuous entries, "
+                f"got {len(gd)} and {len(gc)}"
+            )
         for g in gd + gc:
             if g is not None and not (0 <= g[0] < len(nvec) and gd[g[0]] is None and 0 <= g[1] < nvec[g[0]]):
                 raise ValueError(f"gate {g}: must name an ungated discrete entry and one of its categories")

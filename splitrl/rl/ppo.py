@@ -17,14 +17,20 @@ class PPOSection(Section):
     activation: Literal["tanh", "relu"] = key("tanh", "activation of the MLPs")
     lr: PositiveFloat = key(3.0e-4, "Adam learning rate")
     gamma: PositiveFloat = key(0.99, "discount", le=1)
-    lambda_: NonNegativeFloat = Field(0.95, alias="lambda", le=1, description="GAE lambda",
-                                      json_schema_extra={"unit": "", "type": ""})
+    lambda_: NonNegativeFloat = Field(
+        0.95, alias="lambda", le=1, description="GAE lambda", json_schema_extra={"unit": "", "type": ""}
+    )
     clip: PositiveFloat = key(0.2, "PPO clip epsilon")
-    entropy_coeff: Schedulable = key(0.0, "entropy bonus, or a schedule [[0, v0], [env_step, v1], ...] over "
-                                     "sampled env steps (linear in between)", type="float >= 0 | schedule")
+    entropy_coeff: Schedulable = key(
+        0.0,
+        "entropy bonus, or a schedule [[0, v0], [env_step, v1], ...] over sampled env steps (linear in between)",
+        type="float >= 0 | schedule",
+    )
     vf_loss_coeff: NonNegativeFloat = key(0.5, "value-loss weight")
-    vf_clip: PositiveFloat = key(1.0e6, "value-loss clip (off in practice: RLlib zeroes the critic gradient "
-                                 "beyond it, and early returns are large)")
+    vf_clip: PositiveFloat = key(
+        1.0e6,
+        "value-loss clip (off in practice: RLlib zeroes the critic gradient beyond it, and early returns are large)",
+    )
     grad_clip: PositiveFloat | None = key(100.0, "global gradient-norm clip per module (null: none; Adam alone)")
     reward_scale: PositiveFloat = key(0.01, "rewards seen by the learner are multiplied by this")
     train_batch_size: PositiveInt = key(4000, "env steps per training iteration")
@@ -40,13 +46,25 @@ def check_minibatch(alg: dict) -> None:
     from splitrl.core.errors import ConfigError
 
     if alg["minibatch_size"] > alg["train_batch_size"]:
-        raise ConfigError("algorithm.minibatch_size", f"must be <= algorithm.train_batch_size "
-                          f"({alg['train_batch_size']}), got {alg['minibatch_size']}")
+        raise ConfigError(
+            "algorithm.minibatch_size",
+            f"must be <= algorithm.train_batch_size ({alg['train_batch_size']}), got {alg['minibatch_size']}",
+        )
 
 
 def ppo_training(alg: dict) -> dict:
     """``PPOConfig.training`` arguments from a resolved ``algorithm`` section."""
-    return dict(lr=alg["lr"], gamma=alg["gamma"], lambda_=alg["lambda"], clip_param=alg["clip"],
-                entropy_coeff=alg["entropy_coeff"], vf_loss_coeff=alg["vf_loss_coeff"], vf_clip_param=alg["vf_clip"],
-                grad_clip=alg["grad_clip"], train_batch_size_per_learner=alg["train_batch_size"],
-                minibatch_size=alg["minibatch_size"], num_epochs=alg["num_epochs"], use_kl_loss=False)
+    return dict(
+        lr=alg["lr"],
+        gamma=alg["gamma"],
+        lambda_=alg["lambda"],
+        clip_param=alg["clip"],
+        entropy_coeff=alg["entropy_coeff"],
+        vf_loss_coeff=alg["vf_loss_coeff"],
+        vf_clip_param=alg["vf_clip"],
+        grad_clip=alg["grad_clip"],
+        train_batch_size_per_learner=alg["train_batch_size"],
+        minibatch_size=alg["minibatch_size"],
+        num_epochs=alg["num_epochs"],
+        use_kl_loss=False,
+    )

@@ -20,6 +20,7 @@ import numpy as np
 from splitrl import worlds
 from splitrl.tuning.spec import eval_metrics, fmt_value, train_metrics
 
+
 def _labels(spec: dict) -> dict[str, tuple[str, float]]:
     """Axis label (with the display unit) and display scale of every evaluation metric."""
     return {m.key: (m.axis_label, m.scale) for m in worlds.get(spec["world"]).metrics}
@@ -29,9 +30,16 @@ def trial_row(spec: dict, config: dict, metrics: dict, status: str, trial_id: st
     world = worlds.get(spec["world"])
     point = spec["points"][config["point"]]
     name = world.policy_name({"algorithm": {"name": config["algorithm.name"]}, "scenario": point["config"]["scenario"]})
-    row = {"kind": "trial", "policy": name, **point["values"],
-           **{k: config.get(k) for k in spec["search"]}, "seed": config["algorithm.seed"], "status": status,
-           "trial_id": trial_id, "node_id": metrics.get("node_id", "")}
+    row = {
+        "kind": "trial",
+        "policy": name,
+        **point["values"],
+        **{k: config.get(k) for k in spec["search"]},
+        "seed": config["algorithm.seed"],
+        "status": status,
+        "trial_id": trial_id,
+        "node_id": metrics.get("node_id", ""),
+    }
     for key in train_metrics(world) + ("env_steps", "time_s", "iteration"):
         if key in metrics:
             row[f"train/{key}"] = metrics[key]
@@ -43,8 +51,16 @@ def trial_row(spec: dict, config: dict, metrics: dict, status: str, trial_id: st
 
 
 def baseline_row(spec: dict, point_key: str, name: str, metrics: dict) -> dict[str, Any]:
-    row = {"kind": "baseline", "policy": name, **spec["points"][point_key]["values"],
-           **{k: "" for k in spec["search"]}, "seed": "", "status": "FINISHED", "trial_id": "", "node_id": ""}
+    row = {
+        "kind": "baseline",
+        "policy": name,
+        **spec["points"][point_key]["values"],
+        **{k: "" for k in spec["search"]},
+        "seed": "",
+        "status": "FINISHED",
+        "trial_id": "",
+        "node_id": "",
+    }
     for key in eval_metrics(worlds.get(spec["world"])):
         row[f"eval/{key}"] = metrics.get(key, float("nan"))
     return row
@@ -119,8 +135,9 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
             x = np.array([position(s[xkey]) for s in pts])
             y = np.array([s[f"{metric}_mean"] for s in pts]) * scale
             e = np.array([s[f"{metric}_std"] for s in pts]) * scale
-            ax.errorbar(x, y, yerr=np.where(np.isfinite(e), e, 0.0), marker=markers[i % len(markers)],
-                        capsize=3, label=label)
+            ax.errorbar(
+                x, y, yerr=np.where(np.isfinite(e), e, 0.0), marker=markers[i % len(markers)], capsize=3, label=label
+            )
         if ticks:
             ax.set_xticks(range(len(ticks)), ticks)
         ax.set_xlabel(xkey)
@@ -150,7 +167,8 @@ def format_summary(spec: dict, summary: list[dict]) -> str:
         cells.append(str(s["n"]))
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < len(keys) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
+    lines = [
+        "  ".join(c.ljust(w) if i < len(keys) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)

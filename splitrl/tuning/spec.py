@@ -2,25 +2,25 @@
 
 A sweep file (YAML; see ``configs/sweeps/`` and the README)::
 
-    name: lyappo-fl                  # sweep name: MLflow parent run, default output directory
-    base: ../lyappo.yaml             # base run config, relative to this file
+    name: my-sweep                   # sweep name: MLflow parent run, default output directory
+    base: ../my_run.yaml             # base run config, relative to this file
     set:                             # overrides of the base config for every trial (dotted keys)
       stop.time_s: 300
     grid:                            # scenario grid: every combination is one scenario point
-      scenario.f_local_max_hz: [1.0e9, 1.5e9, 2.0e9]
-    algorithms: [lyappo, ppo]        # trained at every point (default: the base's algorithm.name)
+      scenario.num_devices: [2, 4, 8]
+    algorithms: [ALG1, ALG2]         # trained at every point (default: the base's algorithm.name)
     seeds: [0, 1]                    # algorithm.seed of the trials (default: the base's)
     search:                          # hyperparameter search space, sampled num_samples times
       algorithm.lr: {loguniform: [1.0e-4, 1.0e-3]}
       algorithm.clip: {choice: [0.1, 0.2]}
       algorithm.num_epochs: {grid: [5, 10]}
     num_samples: 1
-    baselines: [Fix-Cov, Random-Cov] # evaluated at every scenario point (null: the base's; []: none)
+    baselines: [BASELINE1]           # evaluated at every scenario point (null: the base's; []: none)
     metric: episode_return_mean      # training metric for the scheduler and the best checkpoint
     mode: max
     scheduler: fifo                  # fifo | asha | {name: asha, grace_period, reduction_factor, max_t}
     max_concurrent: null             # trials at once (null: cluster CPUs // CPUs per trial)
-    plot_metrics: [energy, backlog]  # evaluation metrics drawn against the first grid key
+    plot_metrics: [METRIC1]          # evaluation metrics drawn against the first grid key (the world's)
 
 Every error is a :class:`~splitrl.platform.config.ConfigError` naming the sweep key (and, for a
 value that the run config rejects, the config key) and what is allowed.
@@ -40,8 +40,23 @@ from splitrl import worlds
 from splitrl.core.errors import ConfigError
 from splitrl.platform.config import apply_override, resolve_config
 
-SWEEP_KEYS = ("name", "description", "base", "set", "grid", "algorithms", "seeds", "search", "num_samples",
-              "baselines", "metric", "mode", "scheduler", "max_concurrent", "plot_metrics")
+SWEEP_KEYS = (
+    "name",
+    "description",
+    "base",
+    "set",
+    "grid",
+    "algorithms",
+    "seeds",
+    "search",
+    "num_samples",
+    "baselines",
+    "metric",
+    "mode",
+    "scheduler",
+    "max_concurrent",
+    "plot_metrics",
+)
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform")
 SCHEDULERS = ("fifo", "asha")
 #: Keys the sweep sets itself (``algorithms``, ``seeds``); not allowed in ``grid`` or ``search``.
@@ -84,15 +99,21 @@ def _check_dotted(key: Any, where: str) -> str:
 def _check_search(key: str, spec: Any) -> dict:
     where = f"search.{key}"
     if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in SEARCH_KINDS:
-        raise _err(where, f"expected one of {{grid: [...]}}, {{choice: [...]}}, {{uniform: [low, high]}}, "
-                          f"{{loguniform: [low, high]}}, got {spec!r}")
+        raise _err(
+            where,
+            f"expected one of {{grid: [...]}}, {{choice: [...]}}, {{uniform: [low, high]}}, "
+            f"{{loguniform: [low, high]}}, got {spec!r}",
+        )
     kind, arg = next(iter(spec.items()))
     if kind in ("grid", "choice"):
         if not isinstance(arg, list) or not arg:
             raise _err(f"{where}.{kind}", f"expected a non-empty list of values, got {arg!r}")
         return {"kind": kind, "values": arg}
-    ok = (isinstance(arg, list) and len(arg) == 2
-          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in arg))
+    ok = (
+        isinstance(arg, list)
+        and len(arg) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in arg)
+    )
     if not ok or not arg[0] < arg[1]:
         raise _err(f"{where}.{kind}", f"expected [low, high] with finite numbers low < high, got {arg!r}")
     if kind == "loguniform" and arg[0] <= 0:
@@ -181,11 +202,17 @@ def validate_sweep(raw: dict, root: Path) -> dict:
         raise _err("algorithms", f"expected a list of distinct algorithm names, got {algorithms!r}")
     for a in algorithms:
         if a not in world.algorithm_names():
-            raise _err("algorithms", f"{a!r} does not run in world {world.name!r}; expected some of "
-                                     f"{', '.join(world.algorithm_names())}")
+            raise _err(
+                "algorithms",
+                f"{a!r} does not run in world {world.name!r}; expected some of {', '.join(world.algorithm_names())}",
+            )
     seeds = raw.get("seeds") if raw.get("seeds") is not None else [cfg0["algorithm"]["seed"]]
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or len(set(seeds)) != len(seeds)
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+    ):
         raise _err("seeds", f"expected a non-empty list of distinct integers >= 0, got {seeds!r}")
 
     search_raw = raw.get("search") or {}
@@ -207,8 +234,7 @@ def validate_sweep(raw: dict, root: Path) -> dict:
     points = {}
     for point in grid_points(grid):
         for a in algorithms:  # each algorithm at each point must resolve (world, keys, ranges)
-            _resolve(base, {**point, "algorithm.name": a},
-                           f"grid.{next(iter(point))}" if point else "base")
+            _resolve(base, {**point, "algorithm.name": a}, f"grid.{next(iter(point))}" if point else "base")
         points[point_key(point)] = {"values": point, "config": _resolve(base, point, "grid") if point else cfg0}
 
     baselines = raw.get("baselines", None)
@@ -216,13 +242,15 @@ def validate_sweep(raw: dict, root: Path) -> dict:
     if baselines is None:
         baselines = list(cfg0["evaluation"]["baselines"] or allowed_b)
     if not isinstance(baselines, list) or any(b not in allowed_b for b in baselines):
-        raise _err("baselines", f"expected a list of some of {', '.join(allowed_b)} (world {world.name!r}), "
-                                f"got {baselines!r}")
+        raise _err(
+            "baselines", f"expected a list of some of {', '.join(allowed_b)} (world {world.name!r}), got {baselines!r}"
+        )
 
     metric = raw.get("metric", "episode_return_mean")
     if metric not in train_metrics(world):
-        raise _err("metric", f"expected one of {', '.join(train_metrics(world))} (world {world.name!r}), "
-                             f"got {metric!r}")
+        raise _err(
+            "metric", f"expected one of {', '.join(train_metrics(world))} (world {world.name!r}), got {metric!r}"
+        )
     mode = raw.get("mode", "max" if metric == "episode_return_mean" else "min")
     if mode not in ("min", "max"):
         raise _err("mode", f"expected min or max, got {mode!r}")
@@ -231,8 +259,11 @@ def validate_sweep(raw: dict, root: Path) -> dict:
     if isinstance(sched, str):
         sched = {"name": sched}
     if not isinstance(sched, dict) or sched.get("name") not in SCHEDULERS:
-        raise _err("scheduler", f"expected one of {', '.join(SCHEDULERS)} or {{name: asha, grace_period: .., "
-                                f"reduction_factor: .., max_t: ..}}, got {raw.get('scheduler')!r}")
+        raise _err(
+            "scheduler",
+            f"expected one of {', '.join(SCHEDULERS)} or {{name: asha, grace_period: .., "
+            f"reduction_factor: .., max_t: ..}}, got {raw.get('scheduler')!r}",
+        )
     allowed_s = {"fifo": ("name",), "asha": ("name", "grace_period", "reduction_factor", "max_t")}[sched["name"]]
     for key, value in sched.items():
         if key not in allowed_s:
@@ -252,15 +283,31 @@ def validate_sweep(raw: dict, root: Path) -> dict:
 
     search_combos = math.prod(len(s["values"]) for s in search.values() if s["kind"] == "grid")
     return {
-        "name": name, "description": raw.get("description", ""), "base": str(base_path), "set": sets,
-        "grid": grid, "algorithms": algorithms, "seeds": seeds, "search": search, "num_samples": num_samples,
-        "baselines": baselines, "metric": metric, "mode": mode, "scheduler": sched, "max_concurrent": max_conc,
-        "plot_metrics": plot_metrics, "world": world.name, "base_config": base, "points": points,
+        "name": name,
+        "description": raw.get("description", ""),
+        "base": str(base_path),
+        "set": sets,
+        "grid": grid,
+        "algorithms": algorithms,
+        "seeds": seeds,
+        "search": search,
+        "num_samples": num_samples,
+        "baselines": baselines,
+        "metric": metric,
+        "mode": mode,
+        "scheduler": sched,
+        "max_concurrent": max_conc,
+        "plot_metrics": plot_metrics,
+        "world": world.name,
+        "base_config": base,
+        "points": points,
         "num_trials": len(points) * len(algorithms) * len(seeds) * num_samples * search_combos,
     }
 
 
 def spec_fingerprint(spec: dict) -> dict:
     """The parts of a spec that define its trials (compared on ``--resume``)."""
-    return {k: spec[k] for k in ("grid", "algorithms", "seeds", "search", "num_samples", "metric", "mode",
-                                 "scheduler", "base_config")}
+    return {
+        k: spec[k]
+        for k in ("grid", "algorithms", "seeds", "search", "num_samples", "metric", "mode", "scheduler", "base_config")
+    }

@@ -37,13 +37,18 @@ INTERRUPTED = 130
 def _search_space(spec: dict) -> dict:
     from ray import tune
 
-    space = {"point": tune.grid_search(list(spec["points"])),
-             "algorithm.name": tune.grid_search(spec["algorithms"]),
-             "algorithm.seed": tune.grid_search(spec["seeds"])}
+    space = {
+        "point": tune.grid_search(list(spec["points"])),
+        "algorithm.name": tune.grid_search(spec["algorithms"]),
+        "algorithm.seed": tune.grid_search(spec["seeds"]),
+    }
     for key, s in spec["search"].items():
-        space[key] = {"grid": lambda s: tune.grid_search(s["values"]), "choice": lambda s: tune.choice(s["values"]),
-                      "uniform": lambda s: tune.uniform(s["low"], s["high"]),
-                      "loguniform": lambda s: tune.loguniform(s["low"], s["high"])}[s["kind"]](s)
+        space[key] = {
+            "grid": lambda s: tune.grid_search(s["values"]),
+            "choice": lambda s: tune.choice(s["values"]),
+            "uniform": lambda s: tune.uniform(s["low"], s["high"]),
+            "loguniform": lambda s: tune.loguniform(s["low"], s["high"]),
+        }[s["kind"]](s)
     return space
 
 
@@ -60,7 +65,9 @@ def _trainable(spec: dict):
     from splitrl.tuning.trial import run_trial
 
     bundles = [{"CPU": 1}] + [{"CPU": 1}] * (cpus_per_trial(spec) - 1)
-    return tune.with_resources(tune.with_parameters(run_trial, points=spec["points"], metric=spec["metric"]), PlacementGroupFactory(bundles))
+    return tune.with_resources(
+        tune.with_parameters(run_trial, points=spec["points"], metric=spec["metric"]), PlacementGroupFactory(bundles)
+    )
 
 
 def _scheduler(spec: dict):
@@ -68,19 +75,31 @@ def _scheduler(spec: dict):
 
     s = spec["scheduler"]
     if s["name"] == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=int(s["max_t"]), grace_period=int(s["grace_period"]),
-                             reduction_factor=float(s["reduction_factor"]))
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=int(s["max_t"]),
+            grace_period=int(s["grace_period"]),
+            reduction_factor=float(s["reduction_factor"]),
+        )
     return FIFOScheduler()
 
 
 def _parent_params(spec: dict) -> dict[str, str]:
-    return {"sweep": spec["name"], "world": spec["world"], "base": Path(spec["base"]).name,
-            "grid": ", ".join(f"{k}={v}" for k, v in spec["grid"].items()) or "-",
-            "algorithms": ", ".join(spec["algorithms"]), "seeds": ", ".join(map(str, spec["seeds"])),
-            "search": ", ".join(f"{k}~{s}" for k, s in spec["search"].items()) or "-",
-            "num_samples": str(spec["num_samples"]), "scheduler": spec["scheduler"]["name"],
-            "metric": f"{spec['metric']} ({spec['mode']})", "baselines": ", ".join(spec["baselines"]) or "-",
-            "num_trials": str(spec["num_trials"]), **{f"set.{k}": str(v) for k, v in spec["set"].items()}}
+    return {
+        "sweep": spec["name"],
+        "world": spec["world"],
+        "base": Path(spec["base"]).name,
+        "grid": ", ".join(f"{k}={v}" for k, v in spec["grid"].items()) or "-",
+        "algorithms": ", ".join(spec["algorithms"]),
+        "seeds": ", ".join(map(str, spec["seeds"])),
+        "search": ", ".join(f"{k}~{s}" for k, s in spec["search"].items()) or "-",
+        "num_samples": str(spec["num_samples"]),
+        "scheduler": spec["scheduler"]["name"],
+        "metric": f"{spec['metric']} ({spec['mode']})",
+        "baselines": ", ".join(spec["baselines"]) or "-",
+        "num_trials": str(spec["num_trials"]),
+        **{f"set.{k}": str(v) for k, v in spec["set"].items()},
+    }
 
 
 def _saved_spec(spec: dict) -> dict:
@@ -92,12 +111,20 @@ def _check_resume(spec: dict, out: Path) -> None:
     mine, theirs = spec_fingerprint(_saved_spec(spec)), spec_fingerprint(saved)
     for key in mine:
         if yaml.safe_dump(mine[key], sort_keys=True) != yaml.safe_dump(theirs[key], sort_keys=True):
-            raise ConfigError(key, f"differs from the sweep being resumed in {out} (a resumed sweep must define "
-                                   f"the same trials)")
+            raise ConfigError(
+                key, f"differs from the sweep being resumed in {out} (a resumed sweep must define the same trials)"
+            )
 
 
-def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False, address: str | None = None,
-              mlflow_uri: str | None = None, log: Callable[[str], None] | None = None) -> dict:
+def run_sweep(
+    spec: dict,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    mlflow_uri: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Run (or resume) a validated sweep; returns ``{"status", "out", "rows", "summary", "figures"}``.
 
     ``status`` is ``FINISHED`` or ``INTERRUPTED`` (Ctrl-C / SIGTERM: the Tune state is saved and
@@ -133,9 +160,16 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
     if tracking_cfg.get("enabled", True):
         uri = state.data.get("mlflow_uri")  # a resumed sweep stays in its store
         if uri and mlflow_uri and mlflow_uri != uri:
-            raise ConfigError("--mlflow-uri", f"differs from the sweep being resumed ({uri!r} there, {mlflow_uri!r} here)")
-        uri = (uri or mlflow_uri or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI")
-               or default_uri())
+            raise ConfigError(
+                "--mlflow-uri", f"differs from the sweep being resumed ({uri!r} there, {mlflow_uri!r} here)"
+            )
+        uri = (
+            uri
+            or mlflow_uri
+            or tracking_cfg.get("mlflow_uri")
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or default_uri()
+        )
     try:
         tracking = Tracking(uri, tracking_cfg.get("experiment", "splitrl"), state)
     except Exception as exc:  # an unreachable server or a bad URI: before anything is written
@@ -152,25 +186,40 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
         max_conc = spec["max_concurrent"]
         if max_conc is None and not (address or os.environ.get("RAY_ADDRESS")):
             max_conc = max(1, int(ray.cluster_resources().get("CPU", 1)) // per_trial)
-        log(f"sweep {spec['name']}: {spec['num_trials']} trials ({len(spec['points'])} scenario points x "
+        log(
+            f"sweep {spec['name']}: {spec['num_trials']} trials ({len(spec['points'])} scenario points x "
             f"{len(spec['algorithms'])} algorithms x {len(spec['seeds'])} seeds"
             + (f" x {spec['num_samples']} samples" if spec["search"] else "")
             + f"), {per_trial} CPU each, at most {max_conc or 'as many as fit'} at once, "
-              f"{spec['scheduler']['name']} scheduler; output {out}")
+            f"{spec['scheduler']['name']} scheduler; output {out}"
+        )
         if resume and (exp_dir / "tuner.pkl").exists():
-            tuner = tune.Tuner.restore(str(exp_dir), trainable=_trainable(spec), resume_unfinished=True,
-                                       resume_errored=True)
+            tuner = tune.Tuner.restore(
+                str(exp_dir), trainable=_trainable(spec), resume_unfinished=True, resume_errored=True
+            )
         else:
             tuner = tune.Tuner(
-                _trainable(spec), param_space=_search_space(spec),
-                tune_config=tune.TuneConfig(metric=spec["metric"], mode=spec["mode"], scheduler=_scheduler(spec),
-                                            num_samples=spec["num_samples"], max_concurrent_trials=max_conc,
-                                            trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+                _trainable(spec),
+                param_space=_search_space(spec),
+                tune_config=tune.TuneConfig(
+                    metric=spec["metric"],
+                    mode=spec["mode"],
+                    scheduler=_scheduler(spec),
+                    num_samples=spec["num_samples"],
+                    max_concurrent_trials=max_conc,
+                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+                ),
                 run_config=tune.RunConfig(
-                    name="trials", storage_path=str(out / "tune"), callbacks=[callback], verbose=0,
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=spec["metric"],
-                                                            checkpoint_score_order=spec["mode"]),
-                    failure_config=tune.FailureConfig(max_failures=1)))
+                    name="trials",
+                    storage_path=str(out / "tune"),
+                    callbacks=[callback],
+                    verbose=0,
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=2, checkpoint_score_attribute=spec["metric"], checkpoint_score_order=spec["mode"]
+                    ),
+                    failure_config=tune.FailureConfig(max_failures=1),
+                ),
+            )
         grid = tuner.fit()
 
         state = tracking.state = SweepState(out / "state.json")  # the callback's record
@@ -178,15 +227,20 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
         finished = [t for t, e in trials.items() if e["status"] in ("FINISHED", "FAILED")]
         if len(finished) < spec["num_trials"]:
             status = "KILLED"
-            log(f"sweep interrupted: {len(finished)} of {spec['num_trials']} trials finished; "
-                f"continue with --resume (--out {out})")
+            log(
+                f"sweep interrupted: {len(finished)} of {spec['num_trials']} trials finished; "
+                f"continue with --resume (--out {out})"
+            )
             return {"status": "INTERRUPTED", "out": str(out)}
 
         rows = []
         for result in grid:
             tid = result.metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_")
-            rows.append(aggregate.trial_row(spec, result.config, result.metrics,
-                                            trials.get(tid, {}).get("status", "UNKNOWN"), tid))
+            rows.append(
+                aggregate.trial_row(
+                    spec, result.config, result.metrics, trials.get(tid, {}).get("status", "UNKNOWN"), tid
+                )
+            )
         rows += _run_baselines(spec, state, tracking, log)
         aggregate.write_csv(rows, out / "results.csv")
         summary = aggregate.summarize(spec, rows)
@@ -201,7 +255,13 @@ def run_sweep(spec: dict, *, out: str | Path | None = None, resume: bool = False
         if failed:
             log(f"{len(failed)} trial(s) failed: {', '.join(failed)}")
         status = "FINISHED" if not failed else "FAILED"
-        return {"status": status, "out": str(out), "rows": rows, "summary": summary, "figures": [str(p) for p in figures]}
+        return {
+            "status": status,
+            "out": str(out),
+            "rows": rows,
+            "summary": summary,
+            "figures": [str(p) for p in figures],
+        }
     except (KeyboardInterrupt, SystemExit):
         status = "KILLED"
         raise
@@ -236,8 +296,9 @@ def _run_baselines(spec: dict, state: SweepState, tracking: Tracking, log) -> li
             done[f"{pk}|{b}"] = metrics
             values = spec["points"][pk]["values"]
             name = " ".join([b] + [f"{k.split('.')[-1]}={fmt_value(v)}" for k, v in values.items()])
-            run_id = tracking.child(f"baseline:{pk}:{b}", name, point_params(spec, pk, b, "-"),
-                                    {"splitrl.kind": "baseline"})
+            run_id = tracking.child(
+                f"baseline:{pk}:{b}", name, point_params(spec, pk, b, "-"), {"splitrl.kind": "baseline"}
+            )
             tracking.log_metrics(run_id, {f"eval/{k}": v for k, v in metrics.items()}, step=0)
             tracking.end(run_id, "FINISHED")
             state.save()

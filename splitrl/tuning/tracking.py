@@ -22,9 +22,21 @@ from splitrl.core.files import atomic_write_text
 from splitrl.tuning.spec import fmt_value
 
 #: Non-numeric or bookkeeping keys of a Tune result that are not logged as metrics.
-_SKIP = {"iteration", "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "pid",
-         "time_since_restore", "iterations_since_restore", "timesteps_since_restore", "done",
-         "timesteps_total", "episodes_total", "episode_reward_mean"}
+_SKIP = {
+    "iteration",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "timestamp",
+    "pid",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timesteps_since_restore",
+    "done",
+    "timesteps_total",
+    "episodes_total",
+    "episode_reward_mean",
+}
 
 
 class SweepState:
@@ -32,8 +44,11 @@ class SweepState:
 
     def __init__(self, path: Path):
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
-            "mlflow_uri": None, "experiment_id": None, "parent_run_id": None, "trials": {}, "baselines": {}}
+        self.data: dict[str, Any] = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {"mlflow_uri": None, "experiment_id": None, "parent_run_id": None, "trials": {}, "baselines": {}}
+        )
 
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps(self.data, indent=1, default=str) + "\n")
@@ -52,8 +67,14 @@ def curated_metrics(result: dict) -> dict[str, float]:
 def point_params(spec: dict, point_key: str, policy: str, seed: str) -> dict[str, str]:
     """A child run's params: the sweep, world, scenario, policy, seed and the point's swept keys."""
     point = spec["points"][point_key]
-    return {"sweep": spec["name"], "world": spec["world"], "scenario": point["config"]["scenario"]["name"],
-            "algorithm": policy, "seed": seed, **{k: str(v) for k, v in point["values"].items()}}
+    return {
+        "sweep": spec["name"],
+        "world": spec["world"],
+        "scenario": point["config"]["scenario"]["name"],
+        "algorithm": policy,
+        "seed": seed,
+        **{k: str(v) for k, v in point["values"].items()},
+    }
 
 
 def trial_params(spec: dict, config: dict) -> dict[str, str]:
@@ -73,9 +94,10 @@ class Tracking:
             return
         from mlflow.tracking import MlflowClient
 
+        from splitrl.platform.tracking import experiment_id
+
         self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        state.data["experiment_id"] = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        state.data["experiment_id"] = experiment_id(self.client, experiment)
         state.data["mlflow_uri"] = uri
 
     @property
@@ -88,8 +110,11 @@ class Tracking:
         if self.parent:
             self.client.update_run(self.parent, status="RUNNING")
             return
-        run = self.client.create_run(self.state.data["experiment_id"], run_name=f"sweep {spec['name']}",
-                                     tags={"splitrl.kind": "sweep", "splitrl.sweep": spec["name"]})
+        run = self.client.create_run(
+            self.state.data["experiment_id"],
+            run_name=f"sweep {spec['name']}",
+            tags={"splitrl.kind": "sweep", "splitrl.sweep": spec["name"]},
+        )
         self.state.data["parent_run_id"] = run.info.run_id
         self.state.save()
         self.log_params(run.info.run_id, params)
@@ -101,8 +126,11 @@ class Tracking:
         runs = self.state.data.setdefault("runs", {})
         if key in runs:
             return runs[key]
-        run = self.client.create_run(self.state.data["experiment_id"], run_name=name,
-                                     tags={"mlflow.parentRunId": self.parent, "splitrl.sweep": params["sweep"], **tags})
+        run = self.client.create_run(
+            self.state.data["experiment_id"],
+            run_name=name,
+            tags={"mlflow.parentRunId": self.parent, "splitrl.sweep": params["sweep"], **tags},
+        )
         runs[key] = run.info.run_id
         self.state.save()
         self.log_params(run.info.run_id, params)
@@ -168,20 +196,29 @@ class SweepCallback(Callback):
         return self.tracking.state
 
     def _entry(self, trial) -> dict:
-        return self.state.data["trials"].setdefault(trial.trial_id, {"status": "RUNNING", "best": None,
-                                                                     "best_score": None, "name": ""})
+        return self.state.data["trials"].setdefault(
+            trial.trial_id, {"status": "RUNNING", "best": None, "best_score": None, "name": ""}
+        )
 
     def _run(self, trial) -> str | None:
         config = trial.config
         params = trial_params(self.spec, config)
         point = self.spec["points"][config["point"]]["values"]
-        name = " ".join([params["algorithm"]] + [f"{k.split('.')[-1]}={fmt_value(v)}" for k, v in point.items()]
-                        + [f"{k.split('.')[-1]}={config[k]:.4g}" if isinstance(config[k], float)
-                           else f"{k.split('.')[-1]}={config[k]}" for k in self.spec["search"]]
-                        + [f"seed={config['algorithm.seed']}"])
+        name = " ".join(
+            [params["algorithm"]]
+            + [f"{k.split('.')[-1]}={fmt_value(v)}" for k, v in point.items()]
+            + [
+                f"{k.split('.')[-1]}={config[k]:.4g}"
+                if isinstance(config[k], float)
+                else f"{k.split('.')[-1]}={config[k]}"
+                for k in self.spec["search"]
+            ]
+            + [f"seed={config['algorithm.seed']}"]
+        )
         self._entry(trial)["name"] = name
-        return self.tracking.child(trial.trial_id, name, params, {"splitrl.kind": "trial",
-                                                                  "splitrl.trial_id": trial.trial_id})
+        return self.tracking.child(
+            trial.trial_id, name, params, {"splitrl.kind": "trial", "splitrl.trial_id": trial.trial_id}
+        )
 
     def on_trial_start(self, iteration, trials, trial, **info):
         run_id = self._run(trial)

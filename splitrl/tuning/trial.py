@@ -87,5 +87,7 @@ def evaluate_baselines(cfg: dict, names: list[str]) -> dict:
 
     cfg = {**cfg, "evaluation": {**cfg["evaluation"], "baselines": names}}
     result = compare(worlds.of(cfg).make_baselines(cfg["evaluation"]), cfg)
-    return {name: {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
-            for name, m in result["policies"].items()}
+    return {
+        name: {k: float(v) for k, v in m.items() if isinstance(v, (int, float))}
+        for name, m in result["policies"].items()
+    }

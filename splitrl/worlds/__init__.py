@@ -23,6 +23,8 @@ _WORLDS: dict[str, str] = {
 }
 #: the world of a config without ``scenario.world``
 DEFAULT = "lyappo"
+#: the worlds this package ships (the README documents these)
+BUILTIN = tuple(_WORLDS)
 
 
 def register(name: str, path: str) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,17 +35,17 @@ class Metric:
     ``value * scale`` in ``unit``.  The progress line, the ``compare`` table and JSON, the sweep
     CSVs and summaries, figures and MLflow metric names are all derived from this declaration."""
 
-    key: str                  # name in results, JSON, CSV columns (eval/<key>) and MLflow
-    si_unit: str              # unit of the stored value, e.g. "J/slot per device"
-    label: str                # what it is, for axes and --explain: "average device energy"
-    unit: str = ""            # display unit, e.g. "mJ/slot"
-    scale: float = 1.0        # shown value = stored value * scale
-    fmt: str = ".3f"          # format of the shown value
-    short: str = ""           # column header in the compare table (default: key)
-    train: bool = False       # also logged every training iteration by the world's episode callback
-    table: bool = True        # a column of the compare table
-    progress: bool = False    # on the live progress line of `train` and `compare`
-    plot: bool = False        # a default figure of a sweep
+    key: str  # name in results, JSON, CSV columns (eval/<key>) and MLflow
+    si_unit: str  # unit of the stored value, e.g. "J/slot per device"
+    label: str  # what it is, for axes and --explain: "average device energy"
+    unit: str = ""  # display unit, e.g. "mJ/slot"
+    scale: float = 1.0  # shown value = stored value * scale
+    fmt: str = ".3f"  # format of the shown value
+    short: str = ""  # column header in the compare table (default: key)
+    train: bool = False  # also logged every training iteration by the world's episode callback
+    table: bool = True  # a column of the compare table
+    progress: bool = False  # on the live progress line of `train` and `compare`
+    plot: bool = False  # a default figure of a sweep
     higher_is_better: bool = False
 
     def show(self, value: Any) -> str:
@@ -68,10 +69,10 @@ class Algorithm:
     """An RLlib algorithm of a world.  ``build`` and ``load_policy`` are import paths, so that
     looking a world up imports neither torch nor Ray."""
 
-    name: str                 # algorithm.name, e.g. "emh-ppo"
-    title: str                # display name, e.g. "EMH-PPO"
-    build: str                # "pkg.mod:fn", fn(cfg) -> ray.rllib AlgorithmConfig
-    load_policy: str          # "pkg.mod:fn", fn(checkpoint_dir, cfg, name) -> Policy
+    name: str  # algorithm.name, e.g. "emh-ppo"
+    title: str  # display name, e.g. "EMH-PPO"
+    build: str  # "pkg.mod:fn", fn(cfg) -> ray.rllib AlgorithmConfig
+    load_policy: str  # "pkg.mod:fn", fn(checkpoint_dir, cfg, name) -> Policy
     doc: str = ""
 
 
@@ -112,12 +113,12 @@ class EvaluationSection(Section):
 class BaseWorld:
     """Defaults for everything a world may leave out; a world declares the class attributes."""
 
-    name: ClassVar[str]                          # scenario.world
-    title: ClassVar[str]                         # display name
-    doc: ClassVar[str] = ""                      # one line: what the world is
+    name: ClassVar[str]  # scenario.world
+    title: ClassVar[str]  # display name
+    doc: ClassVar[str] = ""  # one line: what the world is
     metrics: ClassVar[Sequence[Metric]] = ()
-    algorithms: ClassVar[Sequence[Algorithm]] = ()       # the first is the default algorithm.name
-    algorithm_schema: ClassVar[type[Section]]            # the world's `algorithm` section
+    algorithms: ClassVar[Sequence[Algorithm]] = ()  # the first is the default algorithm.name
+    algorithm_schema: ClassVar[type[Section]]  # the world's `algorithm` section
     evaluation_schema: ClassVar[type[Section]] = EvaluationSection
     #: baseline name -> "pkg.mod:factory", factory(evaluation section) -> Policy
     baselines: ClassVar[Mapping[str, str]] = {}
@@ -159,8 +160,9 @@ class BaseWorld:
 
             elsewhere = [w for w in worlds.names() if w != self.name and out["name"] in worlds.get(w).algorithm_names()]
             where = f" does not run in world {self.name!r} (scenario.world)" if elsewhere else ""
-            raise ConfigError("algorithm.name", f"{out['name']!r}{where}; expected one of "
-                              f"{', '.join(self.algorithm_names())}")
+            raise ConfigError(
+                "algorithm.name", f"{out['name']!r}{where}; expected one of {', '.join(self.algorithm_names())}"
+            )
         self.check_algorithm(out)
         return out
 
@@ -173,8 +175,10 @@ class BaseWorld:
             out["baselines"] = list(self.baselines)
         bad = [b for b in out["baselines"] if b not in self.baselines]
         if bad:
-            raise ConfigError("evaluation.baselines", f"expected a list of {', '.join(self.baselines)} "
-                              f"(world {self.name!r}); got {out['baselines']!r}")
+            raise ConfigError(
+                "evaluation.baselines",
+                f"expected a list of {', '.join(self.baselines)} (world {self.name!r}); got {out['baselines']!r}",
+            )
         self.check_evaluation(out, scenario)
         return out
 
@@ -197,14 +201,18 @@ class BaseWorld:
                 continue
             known = {f.alias or n for n, f in schema.model_fields.items()}
             legacy = LEGACY_DEFAULTS[section]
-            out[section] = {k: v for k, v in body.items()
-                            if k in known or k not in legacy or not (saved or legacy[k] == v)}
+            out[section] = {
+                k: v for k, v in body.items() if k in known or k not in legacy or not (saved or legacy[k] == v)
+            }
         return out
 
     def explain(self) -> dict[str, list[dict]]:
         """Every world-specific section's keys, for ``splitrl config --explain``."""
-        return {"scenario": self.explain_scenario(), "algorithm": explain_section(self.algorithm_schema),
-                "evaluation": explain_section(self.evaluation_schema)}
+        return {
+            "scenario": self.explain_scenario(),
+            "algorithm": explain_section(self.algorithm_schema),
+            "evaluation": explain_section(self.evaluation_schema),
+        }
 
     # ---- algorithms, policies -----------------------------------------------------------------
     def algorithm_names(self) -> tuple[str, ...]:
@@ -271,8 +279,7 @@ class BaseWorld:
         shown = [m for m in self.metrics if m.table]
         names = list(comparison["policies"])
         x = np.arange(len(names))
-        fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.8), constrained_layout=True,
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.8), constrained_layout=True, squeeze=False)
         for ax, m in zip(axes[0], shown):
             ax.bar(x, [comparison["policies"][n].get(m.key, np.nan) * m.scale for n in names], color="tab:blue")
             ax.set_title(m.axis_label, fontsize=9)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from splitrl.core.schema import PositiveFloat, PositiveInt, Schedulable, explain_dataclass, key
+from splitrl.core.schema import PositiveFloat, PositiveInt, Schedulable, explain_section, key
 from splitrl.rl.ppo import PPOSection, check_minibatch
 from splitrl.worlds.base import Algorithm, BaseWorld, EvaluationSection, Metric
 
@@ -35,24 +35,35 @@ class EMHAlgorithmSection(PPOSection):
     train_batch_size: PositiveInt = key(2048, "env steps (windows or slots) per training iteration")
     minibatch_size: PositiveInt = key(256, "SGD minibatch (env steps)")
     reward_scale: PositiveFloat = key(0.1, "rewards seen by the learner are multiplied by this")
-    grad_clip: PositiveFloat | None = key(None, "global gradient-norm clip per module (null: Adam alone; a clip "
-                                          "would let the critic's gradient squash the actor's)")
-    window_entropy_coeff: Schedulable = key(0.0, "task MDP: entropy bonus on the window-size entries alone (or a "
-                                            "schedule, as entropy_coeff)", type="float >= 0 | schedule")
-    reward_clip: PositiveFloat | None = key(20.0, "costs above this are compressed for the learner, "
-                                            "-c log(1 + cost/c) (null: raw reward)")
+    grad_clip: PositiveFloat | None = key(
+        None,
+        "global gradient-norm clip per module (null: Adam alone; a clip "
+        "would let the critic's gradient squash the actor's)",
+    )
+    window_entropy_coeff: Schedulable = key(
+        0.0,
+        "task MDP: entropy bonus on the window-size entries alone (or a schedule, as entropy_coeff)",
+        type="float >= 0 | schedule",
+    )
+    reward_clip: PositiveFloat | None = key(
+        20.0, "costs above this are compressed for the learner, -c log(1 + cost/c) (null: raw reward)"
+    )
     point_prior_temperature: PositiveFloat | None = key(
-        0.3, "initial partition-point logits -cost_nominal/T (a Boltzmann prior over a nominal per-task eq. 8 "
-        "cost; null: uniform)")
+        0.3,
+        "initial partition-point logits -cost_nominal/T (a Boltzmann prior over a nominal per-task eq. 8 "
+        "cost; null: uniform)",
+    )
     window_prior_logit: float | None = key(2.0, "task MDP: added to the initial logit of W = W_max (null: none)")
-    slot_masking: bool = key(True, "task MDP: task slots beyond the chosen window leave the log-probs, entropy "
-                             "and KL (they do not act)")
+    slot_masking: bool = key(
+        True, "task MDP: task slots beyond the chosen window leave the log-probs, entropy and KL (they do not act)"
+    )
 
 
 class EMHEvaluationSection(EvaluationSection):
     fixed_tasks: PositiveInt | None = key(50, "tasks per device in evaluation episodes (null: Poisson, as in training)")
-    fixed_distance_m: PositiveFloat | None = key(50.0, "device distance in evaluation episodes (null: drawn at every "
-                                                 "decision, as in training)", unit="m")
+    fixed_distance_m: PositiveFloat | None = key(
+        50.0, "device distance in evaluation episodes (null: drawn at every decision, as in training)", unit="m"
+    )
 
 
 class EMHWorld(BaseWorld):
@@ -60,31 +71,67 @@ class EMHWorld(BaseWorld):
     title = "EMH-PPO"
     doc = "multi-device, multi-server, operator-grained DAG partitioning, task-aware multi-agent MDP"
     metrics = (
-        Metric("latency", "s", "total inference latency per episode", unit="s", train=True, progress=True,
-               plot=True),
-        Metric("energy", "J/task", "device energy per task", unit="mJ/task", scale=1e3, fmt=".2f", train=True,
-               progress=True, plot=True),
+        Metric("latency", "s", "total inference latency per episode", unit="s", train=True, progress=True, plot=True),
+        Metric(
+            "energy",
+            "J/task",
+            "device energy per task",
+            unit="mJ/task",
+            scale=1e3,
+            fmt=".2f",
+            train=True,
+            progress=True,
+            plot=True,
+        ),
         Metric("reward", "1", "episode return (eq. 8 summed)", fmt=".2f", higher_is_better=True, plot=True),
-        Metric("waiting", "s/task", "device idle time per task", unit="ms/task", scale=1e3, fmt=".1f",
-               train=True, progress=True),
-        Metric("device_share", "1", "share of the MACs run on devices", fmt=".2f", short="MACs on device",
-               train=True),
+        Metric(
+            "waiting",
+            "s/task",
+            "device idle time per task",
+            unit="ms/task",
+            scale=1e3,
+            fmt=".1f",
+            train=True,
+            progress=True,
+        ),
+        Metric("device_share", "1", "share of the MACs run on devices", fmt=".2f", short="MACs on device", train=True),
         Metric("latency_vs_local", "1", "latency change against Local-only", fmt="+.1%", short="latency vs local"),
         Metric("energy_vs_local", "1", "energy change against Local-only", fmt="+.1%", short="energy vs local"),
     )
     algorithms = (
-        Algorithm("emh-ppo", "EMH-PPO", f"{_ALG}:build_algo_config", f"{_ALG}:load_policy",
-                  "per-device agents, one shared embedding network and one shared per-task critic"),
-        Algorithm("mahppo", "MAHPPO", f"{_ALG}:build_algo_config", f"{_ALG}:load_policy",
-                  "per-device hybrid actors, each with its own embedding network, shared critic"),
-        Algorithm("h-ppo", "H-PPO", f"{_ALG}:build_algo_config", f"{_ALG}:load_policy",
-                  "one hybrid PPO agent over the joint action of all devices"),
+        Algorithm(
+            "emh-ppo",
+            "EMH-PPO",
+            f"{_ALG}:build_algo_config",
+            f"{_ALG}:load_policy",
+            "per-device agents, one shared embedding network and one shared per-task critic",
+        ),
+        Algorithm(
+            "mahppo",
+            "MAHPPO",
+            f"{_ALG}:build_algo_config",
+            f"{_ALG}:load_policy",
+            "per-device hybrid actors, each with its own embedding network, shared critic",
+        ),
+        Algorithm(
+            "h-ppo",
+            "H-PPO",
+            f"{_ALG}:build_algo_config",
+            f"{_ALG}:load_policy",
+            "one hybrid PPO agent over the joint action of all devices",
+        ),
     )
     algorithm_schema = EMHAlgorithmSection
     evaluation_schema = EMHEvaluationSection
-    baselines = {name: f"splitrl.worlds.emh.baselines:{fn}" for name, fn in (
-        ("Local-only", "local_only"), ("AgileNN", "agilenn"), ("Round-robin", "round_robin"),
-        ("CSI-sharing", "csi_sharing"))}
+    baselines = {
+        name: f"splitrl.worlds.emh.baselines:{fn}"
+        for name, fn in (
+            ("Local-only", "local_only"),
+            ("AgileNN", "agilenn"),
+            ("Round-robin", "round_robin"),
+            ("CSI-sharing", "csi_sharing"),
+        )
+    }
     #: a trained agent brings its MDP and action space and how it observes the world
     policy_scenario_keys = ("mdp", "partitioning", "slot_ms", "queue_obs_cap", "observe_gain")
     evaluation_record_keys = ("episodes", "seed", "fixed_tasks", "fixed_distance_m")
@@ -107,7 +154,7 @@ class EMHWorld(BaseWorld):
     def explain_scenario(self):
         from splitrl.worlds.emh.scenario import EMHScenario
 
-        return explain_dataclass(EMHScenario)
+        return explain_section(EMHScenario)
 
     def check_algorithm(self, algorithm):
         check_minibatch(algorithm)

@@ -58,8 +58,13 @@ def decode_actions(world: EMHSystem, actions: np.ndarray) -> dict:
     if s.mdp == "time":
         return {"point": disc[:, 0], "channel": disc[:, 1], "server": disc[:, 2], "power": power[:, 0]}
     per = disc[:, 1:].reshape(s.num_devices, s.max_window, 3)
-    return {"window": disc[:, 0] + 1, "point": per[..., 0], "channel": per[..., 1], "server": per[..., 2],
-            "power": power}
+    return {
+        "window": disc[:, 0] + 1,
+        "point": per[..., 0],
+        "channel": per[..., 1],
+        "server": per[..., 2],
+        "power": power,
+    }
 
 
 def encode_decisions(world: EMHSystem, window=None, point=None, channel=None, server=None, power_w=None) -> np.ndarray:

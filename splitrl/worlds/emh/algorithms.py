@@ -52,8 +52,9 @@ def env_config(cfg: dict) -> dict:
     return out
 
 
-def point_prior(nvec: list[int], world: EMHSystem, temperature_s: float | None,
-                window_logit: float | None = None) -> list[float] | None:
+def point_prior(
+    nvec: list[int], world: EMHSystem, temperature_s: float | None, window_logit: float | None = None
+) -> list[float] | None:
     """Initial logit bias of the discrete branches.  Every partition-point branch (the branches
     with ``num_points`` categories): ``-cost_nominal(s) / T``, a Boltzmann prior over each point's
     nominal per-task cost (:meth:`EMHSystem.nominal_cost`); ``None`` temperature: uniform.  Every
@@ -69,7 +70,7 @@ def point_prior(nvec: list[int], world: EMHSystem, temperature_s: float | None,
     block = len(agent_nvec(s, world.num_points))
     bias: list[float] = []
     for i, n in enumerate(nvec):
-        if s.mdp == "task" and i % block == 0:        # a device's window size
+        if s.mdp == "task" and i % block == 0:  # a device's window size
             bias += [0.0] * (n - 1) + [float(window_logit or 0.0)]
         elif n == world.num_points and prior is not None:
             bias += prior
@@ -87,25 +88,43 @@ def module_spec(cfg: dict):
         from splitrl.rl.central import CentralPPOModule
 
         env = EMHJointEnv(env_config(cfg))
-        return RLModuleSpec(module_class=CentralPPOModule, observation_space=env.observation_space,
-                            action_space=env.action_space,
-                            model_config={"hidden": alg["hidden"], "activation": alg["activation"],
-                                          "discrete_nvec": env.nvec,
-                                          "action_gates": action_gates(env.scenario, env.scenario.num_devices)
-                                          if alg["slot_masking"] else None,
-                                          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"],
-                                                                   alg["window_prior_logit"])})
+        return RLModuleSpec(
+            module_class=CentralPPOModule,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            model_config={
+                "hidden": alg["hidden"],
+                "activation": alg["activation"],
+                "discrete_nvec": env.nvec,
+                "action_gates": action_gates(env.scenario, env.scenario.num_devices) if alg["slot_masking"] else None,
+                "init_bias": point_prior(
+                    env.nvec, env.world, alg["point_prior_temperature"], alg["window_prior_logit"]
+                ),
+            },
+        )
     from splitrl.worlds.emh.modules import EMHAgentModule, EMHMultiRLModule
 
     env = EMHMultiAgentEnv(env_config(cfg))
     sc = env.scenario
-    mc = {"discrete_nvec": env.nvec, "embed": alg["embed"], "head": alg["hidden"], "critic": alg["hidden"],
-          "value_outputs": 1 if sc.mdp == "time" else sc.max_window, "share_encoder": alg["name"] == "emh-ppo",
-          "action_gates": action_gates(sc) if alg["slot_masking"] else None,
-          "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"], alg["window_prior_logit"])}
-    specs = {aid: RLModuleSpec(module_class=EMHAgentModule, observation_space=env.observation_spaces[aid],
-                               action_space=env.action_spaces[aid], model_config=dict(mc))
-             for aid in env.possible_agents}
+    mc = {
+        "discrete_nvec": env.nvec,
+        "embed": alg["embed"],
+        "head": alg["hidden"],
+        "critic": alg["hidden"],
+        "value_outputs": 1 if sc.mdp == "time" else sc.max_window,
+        "share_encoder": alg["name"] == "emh-ppo",
+        "action_gates": action_gates(sc) if alg["slot_masking"] else None,
+        "init_bias": point_prior(env.nvec, env.world, alg["point_prior_temperature"], alg["window_prior_logit"]),
+    }
+    specs = {
+        aid: RLModuleSpec(
+            module_class=EMHAgentModule,
+            observation_space=env.observation_spaces[aid],
+            action_space=env.action_spaces[aid],
+            model_config=dict(mc),
+        )
+        for aid in env.possible_agents
+    }
     return MultiRLModuleSpec(multi_rl_module_class=EMHMultiRLModule, rl_module_specs=specs)
 
 
@@ -116,8 +135,9 @@ def build_algo_config(cfg: dict):
     name = alg["name"]
     config = PPOConfig()
     if name == "h-ppo":
-        config = config.environment(env=EMHJointEnv, env_config=env_config(cfg), normalize_actions=False,
-                                    clip_actions=False)
+        config = config.environment(
+            env=EMHJointEnv, env_config=env_config(cfg), normalize_actions=False, clip_actions=False
+        )
         config = config.env_runners(gym_env_vectorize_mode="sync")
         from splitrl.worlds.emh.modules import HPPOTorchLearner
 
@@ -126,14 +146,20 @@ def build_algo_config(cfg: dict):
         from splitrl.worlds.emh.modules import EMHPPOTorchLearner
 
         ids = agent_ids(cfg["scenario"]["num_devices"])
-        config = (config.environment(env=EMHMultiAgentEnv, env_config=env_config(cfg), normalize_actions=False,
-                                     clip_actions=False)
-                  .multi_agent(policies=set(ids), policy_mapping_fn=same_agent_id)
-                  .learners(learner_class=EMHPPOTorchLearner)
-                  .env_runners(gym_env_vectorize_mode="sync"))
+        config = (
+            config.environment(
+                env=EMHMultiAgentEnv, env_config=env_config(cfg), normalize_actions=False, clip_actions=False
+            )
+            .multi_agent(policies=set(ids), policy_mapping_fn=same_agent_id)
+            .learners(learner_class=EMHPPOTorchLearner)
+            .env_runners(gym_env_vectorize_mode="sync")
+        )
     return (
-        config.env_runners(num_env_runners=res["num_env_runners"], num_envs_per_env_runner=res["num_envs_per_env_runner"],
-                           num_cpus_per_env_runner=1)
+        config.env_runners(
+            num_env_runners=res["num_env_runners"],
+            num_envs_per_env_runner=res["num_envs_per_env_runner"],
+            num_cpus_per_env_runner=1,
+        )
         .learners(num_learners=0, learner_config_dict={"window_entropy_coeff": alg["window_entropy_coeff"]})
         .rl_module(rl_module_spec=module_spec(cfg))
         .callbacks(EMHMetrics)
@@ -177,8 +203,9 @@ class TrainedEMHPolicy(Policy):
             if self.algorithm == "h-ppo":
                 joint = self._deterministic(self.module, obs)
                 return split_joint(world, joint)
-            return np.stack([self._deterministic(self.module[aid], obs)
-                             for aid in agent_ids(world.scenario.num_devices)])
+            return np.stack(
+                [self._deterministic(self.module[aid], obs) for aid in agent_ids(world.scenario.num_devices)]
+            )
 
 
 def load_policy(checkpoint, cfg: dict, name: str) -> TrainedEMHPolicy:

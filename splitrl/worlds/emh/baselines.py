@@ -11,11 +11,16 @@ reference for what channel state information buys).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from splitrl.worlds.base import Policy
 from splitrl.worlds.emh.actions import encode_decisions
 from splitrl.worlds.emh.physics import path_gain
+
+if TYPE_CHECKING:
+    from splitrl.worlds.emh.system import EMHSystem
 
 
 class EMHPolicy(Policy):
@@ -59,8 +64,14 @@ class AgileNN(EMHPolicy):
         shape = (s.num_devices,) if s.mdp == "time" else (s.num_devices, 1)
         point = world.add_virtual_point("agilenn", 0.5, 0.5 * world.tx_bits[0])
         window = s.max_window if s.mdp == "task" else None
-        return encode_decisions(world, window, point, (n % s.num_channels).reshape(shape),
-                                (n % s.num_servers).reshape(shape), self.power_frac * s.p_limit_w)
+        return encode_decisions(
+            world,
+            window,
+            point,
+            (n % s.num_channels).reshape(shape),
+            (n % s.num_servers).reshape(shape),
+            self.power_frac * s.p_limit_w,
+        )
 
 
 class RoundRobin(EMHPolicy):
@@ -82,8 +93,14 @@ class RoundRobin(EMHPolicy):
         off = r < s.num_channels
         point = np.where(off, 0, world.num_points - 1)
         window = s.max_window if s.mdp == "task" else None
-        return encode_decisions(world, window, point, np.where(off, r, 0), np.where(off, r % s.num_servers, 0),
-                                self.power_frac * s.p_limit_w)
+        return encode_decisions(
+            world,
+            window,
+            point,
+            np.where(off, r, 0),
+            np.where(off, r % s.num_servers, 0),
+            self.power_frac * s.p_limit_w,
+        )
 
 
 class CSISharing(EMHPolicy):
@@ -102,12 +119,13 @@ class CSISharing(EMHPolicy):
         s = world.scenario
         N = s.num_devices
         x = np.arange(s.max_window)[None, :] if s.mdp == "task" else np.array([[world.steps]])
-        r = (np.arange(N)[:, None] + x) % N                                   # (N, X)
+        r = (np.arange(N)[:, None] + x) % N  # (N, X)
         channel, server = r % s.num_channels, r % s.num_servers
-        gain = path_gain(world.distance, world.shadow_db, ref_distance_m=s.ref_distance_m,
-                         exponent=s.path_loss_exponent)[:, None]
-        same = channel[:, None, :] == channel[None, :, :]                     # (N, N, X)
-        weakest = np.where(same, gain[None, :, :], np.inf).min(axis=1)        # per device and position
+        gain = path_gain(
+            world.distance, world.shadow_db, ref_distance_m=s.ref_distance_m, exponent=s.path_loss_exponent
+        )[:, None]
+        same = channel[:, None, :] == channel[None, :, :]  # (N, N, X)
+        weakest = np.where(same, gain[None, :, :], np.inf).min(axis=1)  # per device and position
         power = self.power_frac * s.p_limit_w * weakest / gain
         if s.mdp == "time":
             channel, server, power = channel[:, 0], server[:, 0], power[:, 0]

@@ -18,14 +18,15 @@ slowest device), ``device_share`` (mean share of the MACs run on devices), ``win
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from pettingzoo import ParallelEnv
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from .actions import agent_action_space, agent_ids, agent_nvec, agent_num_continuous, decode_actions, observation_space
+from .actions import agent_action_space, agent_ids, agent_num_continuous, agent_nvec, decode_actions, observation_space
 from .scenario import make_emh_scenario
 from .system import EMHSystem
 
@@ -34,7 +35,9 @@ JOINT_ENV_NAME = "splitrl/EMH-Joint-v0"
 INFO_KEYS = ("time_s", "energy_j", "tasks", "idle_s", "device_share", "window")
 
 
-def build_system(config: Mapping[str, Any] | None) -> tuple[EMHSystem, float]:
+def build_system(config: Mapping[str, Any] | None) -> tuple[EMHSystem, tuple[float, float | None]]:
+    """The simulator of a config (scenario keys plus ``reward_scale``, ``reward_clip``,
+    ``action_mode``) and the learner's reward shaping ``(scale, clip)``."""
     cfg = dict(config or {})
     reward_scale = float(cfg.pop("reward_scale", 1.0))
     reward_clip = cfg.pop("reward_clip", None)
@@ -105,10 +108,13 @@ class EMHMultiAgentEnv(MultiAgentEnv):
         agents = list(self.agents)
         if done or truncated:
             self.agents = []
-        return ({a: obs for a in agents}, {a: r for a in agents},
-                {**{a: done for a in agents}, "__all__": done},
-                {**{a: truncated for a in agents}, "__all__": truncated},
-                {a: dict(info) for a in agents})
+        return (
+            {a: obs for a in agents},
+            {a: r for a in agents},
+            {**{a: done for a in agents}, "__all__": done},
+            {**{a: truncated for a in agents}, "__all__": truncated},
+            {a: dict(info) for a in agents},
+        )
 
 
 class EMHJointEnv(gym.Env):
@@ -149,8 +155,8 @@ def split_joint(world: EMHSystem, action) -> np.ndarray:
     a = np.asarray(action, dtype=float)
     N = world.scenario.num_devices
     d = len(agent_nvec(world.scenario, world.num_points))
-    disc = a[:N * d].reshape(N, d)
-    return np.concatenate([disc, a[N * d:].reshape(N, -1)], axis=1)
+    disc = a[: N * d].reshape(N, d)
+    return np.concatenate([disc, a[N * d :].reshape(N, -1)], axis=1)
 
 
 def make_emh_env(config: Mapping[str, Any] | None = None):
@@ -198,7 +204,6 @@ class EMHParallelEnv(ParallelEnv):
 
     def close(self):
         pass
-
 
 
 def parallel_env(config: Mapping[str, Any] | None = None) -> EMHParallelEnv:

@@ -22,15 +22,24 @@ from splitrl.worlds.emh.system import EMHSystem
 def episode_metrics(totals: dict) -> dict:
     """Metrics of one episode from its totals (the last step info's ``"episode"``)."""
     tasks = totals["tasks"]
-    return {"latency": totals["time_s"], "energy": totals["energy_j"] / max(tasks, 1),
-            "waiting": totals["idle_s"] / max(tasks, 1), "return": totals["reward"],
-            "device_share": totals["device_macs_share"] / max(tasks, 1), "tasks": tasks}
+    return {
+        "latency": totals["time_s"],
+        "energy": totals["energy_j"] / max(tasks, 1),
+        "waiting": totals["idle_s"] / max(tasks, 1),
+        "return": totals["reward"],
+        "device_share": totals["device_macs_share"] / max(tasks, 1),
+        "tasks": tasks,
+    }
 
 
 def evaluate_emh_policy(policy: Policy, scenario: dict, evaluation: dict) -> dict:
     """Average metrics of ``policy`` over the seeded evaluation episodes (seeds ``seed + i``)."""
-    sc = {**scenario, **policy.scenario_overrides, "fixed_tasks": evaluation["fixed_tasks"],
-          "fixed_distance_m": evaluation["fixed_distance_m"]}
+    sc = {
+        **scenario,
+        **policy.scenario_overrides,
+        "fixed_tasks": evaluation["fixed_tasks"],
+        "fixed_distance_m": evaluation["fixed_distance_m"],
+    }
     world = EMHSystem(make_emh_scenario(sc))
     per_episode = []
     for i in range(evaluation["episodes"]):
@@ -75,17 +84,24 @@ def plot_emh(result: dict, path) -> None:
     pol = result["policies"]
     x = np.arange(len(names))
     fig, axes = plt.subplots(1, 4, figsize=(4.0 * 4, 4.0), constrained_layout=True)
-    for ax, (key, label, scale) in zip(axes, (("reward", "(a) average reward", 1.0),
-                                              ("latency", "(b) total inference latency [s]", 1.0),
-                                              ("energy", "(c) energy per task [mJ]", 1e3),
-                                              ("waiting", "(d) waiting per task [ms]", 1e3))):
+    for ax, (key, label, scale) in zip(
+        axes,
+        (
+            ("reward", "(a) average reward", 1.0),
+            ("latency", "(b) total inference latency [s]", 1.0),
+            ("energy", "(c) energy per task [mJ]", 1e3),
+            ("waiting", "(d) waiting per task [ms]", 1e3),
+        ),
+    ):
         ax.bar(x, [pol[n][key] * scale for n in names], color="tab:blue")
         ax.set_title(label)
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
     ev = result.get("evaluation", {})
-    fig.suptitle(f"{result.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes, "
-                 f"{ev.get('fixed_tasks', '?')} tasks per device")
+    fig.suptitle(
+        f"{result.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes, "
+        f"{ev.get('fixed_tasks', '?')} tasks per device"
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

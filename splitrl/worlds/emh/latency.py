@@ -32,8 +32,9 @@ def _server_threads() -> int:
     return os.cpu_count() or 1
 
 
-def measure_server_latency(model: str, input_shape: tuple[int, ...] = (3, 224, 224), repeats: int = 5,
-                           refresh: bool = False) -> float:
+def measure_server_latency(
+    model: str, input_shape: tuple[int, ...] = (3, 224, 224), repeats: int = 5, refresh: bool = False
+) -> float:
     """``L0`` in seconds for ``model`` (cached; ``refresh=True`` measures again)."""
     import torch
     import torchvision

@@ -10,7 +10,7 @@ md_{N-1}``, held by :class:`EMHMultiRLModule`):
   the means of its Gaussian power branch (state-independent learned log-std);
 * **critic** (``omega``): global state -> 256 -> 128 -> 64 (ReLU) -> one value per task slot of
   the window, shared by every agent.  RLlib's GAE needs one value per step: the state value is the
-  mean of the per-task values (``docs/assumptions.md``).
+  mean of the per-task values (``docs/assumptions/emh.md``).
 
 RLlib builds one optimizer per module and calls each module's ``compute_values``; the shared
 parts would be stepped once per agent.  :class:`EMHPPOTorchLearner` registers every parameter
@@ -39,8 +39,8 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from splitrl.rl.nets import init_bias, mlp
 from splitrl.rl.distributions import hybrid_dist_cls
+from splitrl.rl.nets import init_bias, mlp
 from splitrl.rl.schedules import ScheduleBeforeUpdateMixin
 
 EMBED = [512, 256]
@@ -60,7 +60,8 @@ class WindowEntropyMixin(ScheduleBeforeUpdateMixin):
         super().build()
         coeff = self.config.learner_config_dict.get("window_entropy_coeff", 0.0)
         self.window_entropy_schedulers = LambdaDefaultDict(
-            lambda module_id: Scheduler(fixed_value_or_schedule=coeff, framework="torch", device=self._device))
+            lambda module_id: Scheduler(fixed_value_or_schedule=coeff, framework="torch", device=self._device)
+        )
 
     def schedulers(self, module_id) -> list:
         return super().schedulers(module_id) + [self.window_entropy_schedulers[module_id]]
@@ -71,13 +72,12 @@ def window_entropy_bonus(learner, module_id, dist, mean) -> torch.Tensor:
     (zero when the coefficient is 0 or the action has no windows).  Without it a device's window
     head can turn deterministic early (seen at ``W = 1``: one-task windows for the whole run) and
     never try another size again; a bonus on every entry instead flattens the partition-point
-    prior and widens the power noise (``docs/assumptions.md``).  The coefficient is the current
+    prior and widens the power noise (``docs/assumptions/emh.md``).  The coefficient is the current
     value of the learner's schedule (:class:`WindowEntropyMixin`); both are logged."""
     coeff = learner.window_entropy_schedulers[module_id].get_current_value()
     ent = mean(dist.gate_entropy())
     # a copy of the coefficient: the scheduler later overwrites its tensor in place
-    learner.metrics.log_dict({WINDOW_ENTROPY_KEY: ent, WINDOW_ENTROPY_COEFF_KEY: float(coeff)}, key=module_id,
-                             window=1)
+    learner.metrics.log_dict({WINDOW_ENTROPY_KEY: ent, WINDOW_ENTROPY_COEFF_KEY: float(coeff)}, key=module_id, window=1)
     return -coeff * ent
 
 
@@ -168,8 +168,9 @@ class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
         params = [p for p in self.get_parameters(self._module[module_id]) if owner[id(p)] == module_id]
         if not params:
             return
-        self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params), params=params,
-                                lr_or_lr_schedule=config.lr)
+        self.register_optimizer(
+            module_id=module_id, optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=config.lr
+        )
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()
@@ -179,15 +180,16 @@ class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
         adv = batch[Postprocessing.ADVANTAGES]
         surrogate = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param))
         w_max = float((module.model_config or {}).get("value_outputs", 1))
-        policy_loss = -mean(surrogate) / w_max                                  # eq. (19)
+        policy_loss = -mean(surrogate) / w_max  # eq. (19)
         values = module.compute_values(batch)
         vf_loss = mean(torch.clamp((values - batch[Postprocessing.VALUE_TARGETS]) ** 2, 0, config.vf_clip_param))
         entropy = mean(dist.entropy())
         coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total = policy_loss + config.vf_loss_coeff * vf_loss - coeff * entropy
         total = total + window_entropy_bonus(self, module_id, dist, mean)
-        self.metrics.log_dict({POLICY_LOSS_KEY: policy_loss, VF_LOSS_KEY: vf_loss, ENTROPY_KEY: entropy},
-                              key=module_id, window=1)
+        self.metrics.log_dict(
+            {POLICY_LOSS_KEY: policy_loss, VF_LOSS_KEY: vf_loss, ENTROPY_KEY: entropy}, key=module_id, window=1
+        )
         return total
 
 
@@ -197,6 +199,10 @@ class HPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         total = super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
-        dist = self.module[module_id].unwrapped().get_train_action_dist_cls().from_logits(
-            fwd_out[Columns.ACTION_DIST_INPUTS])
+        dist = (
+            self.module[module_id]
+            .unwrapped()
+            .get_train_action_dist_cls()
+            .from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        )
         return total + window_entropy_bonus(self, module_id, dist, _masked_mean(batch))

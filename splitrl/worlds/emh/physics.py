@@ -1,8 +1,7 @@
 """Physics of the EMH-PPO world (emh-ppo.md Section III, Table III), vectorised numpy, SI units.
 
-Groundwork for the task-aware multi-agent environment (issue 4): pure functions for the radio
-and per-task latency/energy models, with the modelling choices recorded in
-``docs/assumptions.md`` ("EMH-PPO").  Arrays carry the devices on the last axis (``(..., N)``).
+Pure functions for the radio and per-task latency/energy models, with the modelling choices
+recorded in ``docs/assumptions/emh.md``.  Arrays carry the devices on the last axis (``(..., N)``).
 """
 
 from __future__ import annotations
@@ -45,8 +44,18 @@ def server_load(server, uses_server) -> np.ndarray:
     return np.where(use, same.sum(-1), 0)
 
 
-def task_latency_energy(device_share, tx_bits, rate, power_w, load, *, l0_s: float, local_factor: float = 5.0,
-                        total_macs: float, zeta_j_per_mmac: float):
+def task_latency_energy(
+    device_share,
+    tx_bits,
+    rate,
+    power_w,
+    load,
+    *,
+    l0_s: float,
+    local_factor: float = 5.0,
+    total_macs: float,
+    zeta_j_per_mmac: float,
+):
     """Per-task latency (eq. 2) and device energy (eq. 3) of each device, shape ``(..., N)``.
 
     ``device_share``: fraction of the model's MACs run on the device (0 .. 1); ``tx_bits``:

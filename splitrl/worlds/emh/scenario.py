@@ -2,50 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from splitrl.core.errors import ScenarioError
-from splitrl.core.validation import as_number, check_ranges
+from pydantic import ConfigDict
+
+from splitrl.core.errors import ConfigError, ScenarioError
+from splitrl.core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Section, key, parse_section
 from splitrl.dnn import available_models, partition_table
 
 
-@dataclass(frozen=True)
-class EMHScenario:
+class EMHScenario(Section):
     """Parameters of the EMH-PPO world (Table III defaults)."""
 
-    world: str = "emh"                     # the world (splitrl.worlds.names())
-    name: str = "emh-table3"               # the scenario's name (run names, tables)
-    num_devices: int = 3                   # N: mobile devices
-    num_servers: int = 2                   # M computing MEC servers
-    num_channels: int = 2                  # C shared channels
-    model: str = "resnet50"                # the inference model of every device
-    partitioning: str = "operator"         # operator (Algorithm 1) | vertical (layer chain)
-    mdp: str = "task"                      # task (task windows) | time (fixed slots)
-    slot_ms: float = 50.0                  # slot length of the time-based MDP [ms]
-    task_mean: float = 50.0                # X_n ~ Poisson(task_mean)
-    fixed_tasks: int | None = None         # every device gets exactly this many tasks (testing)
-    max_window: int = 5                    # W_max: largest task window
-    p_limit_w: float = 1.0                 # P_limit [W]
-    p_floor: float = 0.001                 # lowest power as a fraction of P_limit (avoids R = 0)
-    bandwidth_hz: float = 1e6              # B_c per channel
-    noise_w: float = 1e-9                  # sigma_c [W]
-    path_loss_exponent: float = 3.0        # h
-    ref_distance_m: float = 1.0            # d_hat
-    distance_min_m: float = 1.0            # d ~ U[min, max] per decision
-    distance_max_m: float = 100.0          # upper end of the distance draw [m]
-    fixed_distance_m: float | None = None  # every device at this distance (testing)
-    shadow_std_db: float = 8.0             # shadow fading std [dB]
-    energy_per_mmac_j: float = 1e-5        # zeta [J per MMAC]
-    energy_weight: float = 50.0            # beta
-    waiting_weight: float = 0.05           # alpha
-    l0_s: float | None = None              # server baseline latency L0 [s]; null: timed here
-    local_factor: float = 5.0              # L_local = local_factor * L0 for the whole model
-    input_bits_per_element: float = 0.5    # raw input as sent: an encoded (JPEG-class) frame, 9.4 kB
-    feature_bits_per_element: float = 8.0  # intermediate features as sent: 8-bit quantised
-    observe_gain: bool = True              # the state also holds each device's uplink gain (CSI)
-    queue_obs_cap: float | None = None     # queue feature min(X_n, cap) / cap; null: X_n / task_mean
-    max_steps: int = 100_000               # truncation (time-based MDP; windows always end)
+    model_config = ConfigDict(**Section.model_config, frozen=True)
+
+    world: Literal["emh"] = key("emh", "the world")
+    name: str = key("emh-table3", "the scenario's name (run names, tables)", min_length=1)
+    num_devices: PositiveInt = key(3, "N: mobile devices")
+    num_servers: PositiveInt = key(2, "M: computing MEC servers")
+    num_channels: PositiveInt = key(2, "C: shared channels")
+    model: str = key("resnet50", "the inference model of every device (a profile of splitrl.dnn)")
+    partitioning: Literal["operator", "vertical"] = key(
+        "operator", "operator (Algorithm 1's cuts, s = 1..S) or vertical (the layer chain)"
+    )
+    mdp: Literal["task", "time"] = key("task", "task (task windows, eq. 8) or time (fixed slots of slot_ms)")
+    slot_ms: PositiveFloat = key(50.0, "slot of the time-based MDP")
+    task_mean: PositiveFloat = key(50.0, "tasks per device ~ Poisson(task_mean) per episode (at least 1)")
+    fixed_tasks: PositiveInt | None = key(None, "every device gets exactly this many tasks (evaluation sets it)")
+    max_window: PositiveInt = key(5, "W_max: largest task window")
+    p_limit_w: PositiveFloat = key(1.0, "P_limit: device transmit power cap")
+    p_floor: PositiveFloat = key(0.001, "lowest power as a fraction of P_limit, in (0, 1] (avoids R = 0)")
+    bandwidth_hz: PositiveFloat = key(1e6, "B_c: bandwidth per channel")
+    noise_w: PositiveFloat = key(1e-9, "sigma_c: noise power per channel")
+    path_loss_exponent: PositiveFloat = key(3.0, "h: gain (d_hat / d)^h")
+    ref_distance_m: PositiveFloat = key(1.0, "d_hat: reference distance of the path gain")
+    distance_min_m: PositiveFloat = key(1.0, "d ~ U[min, max], redrawn at every decision: lower end")
+    distance_max_m: PositiveFloat = key(100.0, "upper end of the distance draw")
+    fixed_distance_m: PositiveFloat | None = key(None, "every device at this distance (evaluation sets it)")
+    shadow_std_db: NonNegativeFloat = key(8.0, "shadow fading std, redrawn at every decision")
+    energy_per_mmac_j: NonNegativeFloat = key(1e-5, "zeta: device energy per MMAC", unit="J/MMAC")
+    energy_weight: NonNegativeFloat = key(50.0, "beta of eq. (8)")
+    waiting_weight: NonNegativeFloat = key(0.05, "alpha of eq. (8)")
+    l0_s: PositiveFloat | None = key(
+        None, "server baseline latency L0; null: timed once on this machine (cached) and written into the run's config"
+    )
+    local_factor: PositiveFloat = key(5.0, "L_local = local_factor * L0 for the whole model")
+    input_bits_per_element: PositiveFloat = key(
+        0.5,
+        "the raw input as sent = 3x224x224 x this (0.5: an encoded, JPEG-class frame of 9.4 kB; 8: raw 8-bit)",
+        unit="bit",
+    )
+    feature_bits_per_element: PositiveFloat = key(
+        8.0, "intermediate features as sent (8: quantised; 32: float32)", unit="bit"
+    )
+    observe_gain: bool = key(True, "the state also holds each device's uplink gain in dB (CSI at the scheduler)")
+    queue_obs_cap: PositiveFloat | None = key(None, "queue feature min(X_n, cap) / cap; null: X_n / task_mean")
+    max_steps: PositiveInt = key(100_000, "truncation (time-based MDP; task windows always end)")
 
     def table(self):
         points = "operator" if self.partitioning == "operator" else "all"
@@ -63,49 +76,29 @@ class EMHScenario:
         return measure_server_latency(self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
-EMH_KEYS = tuple(f.name for f in fields(EMHScenario))
-_INT1 = ("num_devices", "num_servers", "num_channels", "max_window", "max_steps")
-_POS = ("slot_ms", "task_mean", "p_limit_w", "p_floor", "bandwidth_hz", "noise_w", "path_loss_exponent",
-        "ref_distance_m", "distance_min_m", "distance_max_m", "local_factor", "input_bits_per_element",
-        "feature_bits_per_element")
-_NONNEG = ("shadow_std_db", "energy_per_mmac_j", "energy_weight", "waiting_weight")
+EMH_KEYS = tuple(EMHScenario.model_fields)
 
 
 def make_emh_scenario(overrides: Mapping[str, Any] | None = None, *, resolve_l0: bool = False) -> EMHScenario:
     """Validate ``overrides`` on top of Table III; ``resolve_l0`` replaces a null ``l0_s`` with
     the timed value (so that a run records the number it used)."""
-    values = EMHScenario().to_dict()
-    for key, value in dict(overrides or {}).items():
-        if key not in values:
-            raise ScenarioError(key, f"unknown key for world 'emh'; allowed keys: {', '.join(EMH_KEYS)}")
-        values[key] = value
-    if values["world"] != "emh":
-        raise ScenarioError("world", f"expected 'emh', got {values['world']!r}")
-    check_ranges(values, _INT1, _POS, _NONNEG)
-    if values["p_floor"] > 1:
-        raise ScenarioError("p_floor", f"must be in (0, 1] (a fraction of p_limit_w), got {values['p_floor']}")
-    for key, lo in (("fixed_tasks", 1), ("fixed_distance_m", None), ("l0_s", None), ("queue_obs_cap", None)):
-        if values[key] is not None:
-            values[key] = as_number(key, values[key], integer=key == "fixed_tasks")
-            if values[key] < (lo or 0) or (lo is None and values[key] <= 0):
-                raise ScenarioError(key, f"must be {'>= 1' if lo else '> 0'} or null, got {values[key]}")
-    if not isinstance(values["observe_gain"], bool):
-        raise ScenarioError("observe_gain", f"expected true or false, got {values['observe_gain']!r}")
-    if not isinstance(values["name"], str) or not values["name"]:
-        raise ScenarioError("name", f"expected a non-empty string, got {values['name']!r}")
-    if values["distance_min_m"] > values["distance_max_m"]:
-        raise ScenarioError("distance_min_m", f"must be <= distance_max_m ({values['distance_max_m']}), "
-                            f"got {values['distance_min_m']}")
-    for key, allowed in (("partitioning", ("operator", "vertical")), ("mdp", ("task", "time"))):
-        if values[key] not in allowed:
-            raise ScenarioError(key, f"expected one of {', '.join(allowed)}, got {values[key]!r}")
-    if values["model"] not in available_models():
-        raise ScenarioError("model", f"unknown model {values['model']!r}; known profiles: "
-                            f"{', '.join(available_models())}")
-    scenario = EMHScenario(**values)
+    try:
+        scenario = parse_section(EMHScenario, overrides, "scenario")
+    except ConfigError as exc:
+        raise ScenarioError(exc.key.removeprefix("scenario."), exc.message) from None
+    if scenario.p_floor > 1:
+        raise ScenarioError("p_floor", f"must be in (0, 1] (a fraction of p_limit_w), got {scenario.p_floor}")
+    if scenario.distance_min_m > scenario.distance_max_m:
+        raise ScenarioError(
+            "distance_min_m", f"must be <= distance_max_m ({scenario.distance_max_m}), got {scenario.distance_min_m}"
+        )
+    if scenario.model not in available_models():
+        raise ScenarioError(
+            "model", f"unknown model {scenario.model!r}; known profiles: {', '.join(available_models())}"
+        )
     if resolve_l0 and scenario.l0_s is None:
-        scenario = EMHScenario(**{**values, "l0_s": scenario.resolved_l0()})
+        scenario = scenario.model_copy(update={"l0_s": scenario.resolved_l0()})
     return scenario

@@ -42,11 +42,11 @@ The episode terminates when every task is done (``max_steps`` truncates a time-b
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .physics import path_gain, server_load, task_latency_energy, uplink_rates
 from .scenario import EMHScenario
+
 #: Step-info keys summed over an episode (``info["episode"]``; RLlib may hand a callback only the
 #: episode's last chunk of steps, so the env carries the totals itself).
 TOTAL_KEYS = ("reward", "time_s", "energy_j", "tasks", "idle_s", "device_macs_share")
@@ -58,9 +58,9 @@ class EMHSystem:
     def __init__(self, scenario: EMHScenario):
         self.scenario = s = scenario
         tab = s.table()
-        self.share = np.asarray(tab.c, dtype=float)          # device share of the MACs per point
+        self.share = np.asarray(tab.c, dtype=float)  # device share of the MACs per point
         self.tx_bits = np.asarray(tab.d * tab.input_bits, dtype=float)
-        self.tx_bits[-1] = 0.0                               # s = S: fully local, nothing sent
+        self.tx_bits[-1] = 0.0  # s = S: fully local, nothing sent
         self.total_macs = tab.total_macs
         self.num_points = len(self.share)
         self.l0 = s.resolved_l0()
@@ -70,6 +70,7 @@ class EMHSystem:
         self.distance = np.ones(N)
         self.shadow_db = np.zeros(N)
         self.busy = np.zeros(N)  # time-based MDP: time already committed beyond the slot start
+        self._virtual: dict[str, int] = {}  # points added by add_virtual_point, by name
         self.steps = 0
 
     def nominal_cost(self) -> np.ndarray:
@@ -81,7 +82,7 @@ class EMHSystem:
         gain = (s.ref_distance_m / d) ** s.path_loss_exponent
         p = 0.5 * s.p_limit_w
         rate = s.bandwidth_hz * np.log2(1.0 + p * gain / s.noise_w)
-        share, bits = self.share[:self.num_points], self.tx_bits[:self.num_points]
+        share, bits = self.share[: self.num_points], self.tx_bits[: self.num_points]
         t_tx = bits / rate
         latency = s.local_factor * self.l0 * share + t_tx + self.l0 * (1.0 - share)
         energy = p * t_tx + s.energy_per_mmac_j * share * self.total_macs / 1e6
@@ -92,8 +93,8 @@ class EMHSystem:
         sent), one per distinct pair, ordered by share.  A task's latency and energy depend on
         its point only through that pair, increasingly in both (eqs. 2-3 with ``local_factor``
         above the server load), so a point off the front never helps."""
-        share = self.share[:self.num_points]
-        bits = self.tx_bits[:self.num_points]
+        share = self.share[: self.num_points]
+        bits = self.tx_bits[: self.num_points]
         keep: dict[tuple[float, float], int] = {}
         for i, (a, b) in enumerate(zip(share, bits)):
             if not np.any((share <= a) & (bits <= b) & ((share < a) | (bits < b))):
@@ -104,7 +105,6 @@ class EMHSystem:
         """Append a point that is not a cut of the model (e.g. AgileNN's feature split) for
         hand-written policies; agents' action spaces keep the ``num_points`` real ones.
         Returns its 0-based index (the same index for the same name)."""
-        self._virtual = getattr(self, "_virtual", {})
         if name not in self._virtual:
             self._virtual[name] = len(self.share)
             self.share = np.append(self.share, float(share))
@@ -147,8 +147,9 @@ class EMHSystem:
             queue = np.minimum(self.remaining, s.queue_obs_cap) / s.queue_obs_cap
         parts = [queue, self.distance / s.distance_max_m]
         if s.observe_gain:  # the window's gain in dB (path loss and shadowing), scaled to about [-1, 0]
-            gain = path_gain(self.distance, self.shadow_db, ref_distance_m=s.ref_distance_m,
-                             exponent=s.path_loss_exponent)
+            gain = path_gain(
+                self.distance, self.shadow_db, ref_distance_m=s.ref_distance_m, exponent=s.path_loss_exponent
+            )
             parts.append(10.0 * np.log10(gain) / self._gain_scale_db)
         if s.mdp == "time":
             parts.append(np.minimum(self.busy / s.slot_seconds, 100.0))
@@ -175,14 +176,23 @@ class EMHSystem:
         share = self.share[point]
         bits = np.where(active, self.tx_bits[point], 0.0)
         sending = active & (bits > 0)
-        gain = path_gain(self.distance, self.shadow_db, ref_distance_m=s.ref_distance_m,
-                         exponent=s.path_loss_exponent)
+        gain = path_gain(self.distance, self.shadow_db, ref_distance_m=s.ref_distance_m, exponent=s.path_loss_exponent)
         # devices on the last axis for the physics helpers: (X, N)
-        rate = uplink_rates(power.T, gain[None, :], channel.T, bandwidth_hz=s.bandwidth_hz, noise_w=s.noise_w,
-                            active=sending.T).T
+        rate = uplink_rates(
+            power.T, gain[None, :], channel.T, bandwidth_hz=s.bandwidth_hz, noise_w=s.noise_w, active=sending.T
+        ).T
         load = server_load(server.T, (active & (share < 1.0)).T).T
-        lat, energy, _ = task_latency_energy(share, bits, rate, power, load, l0_s=self.l0, local_factor=s.local_factor,
-                                             total_macs=self.total_macs, zeta_j_per_mmac=s.energy_per_mmac_j)
+        lat, energy, _ = task_latency_energy(
+            share,
+            bits,
+            rate,
+            power,
+            load,
+            l0_s=self.l0,
+            local_factor=s.local_factor,
+            total_macs=self.total_macs,
+            zeta_j_per_mmac=s.energy_per_mmac_j,
+        )
         return np.where(active, lat, 0.0), np.where(active, energy, 0.0), np.where(active, share, 0.0)
 
     def power(self, raw) -> np.ndarray:
@@ -210,8 +220,15 @@ class EMHSystem:
         self.steps += 1
         self.draw_channel()
         tasks = int(W.sum())
-        return {"reward": reward, "time_s": T, "energy_j": E, "tasks": tasks, "idle_s": float(idle.sum()),
-                "device_share": float(share.sum() / max(tasks, 1)), "window": w_mean}
+        return {
+            "reward": reward,
+            "time_s": T,
+            "energy_j": E,
+            "tasks": tasks,
+            "idle_s": float(idle.sum()),
+            "device_share": float(share.sum() / max(tasks, 1)),
+            "window": w_mean,
+        }
 
     def step_slot(self, point, channel, server, power) -> dict:
         """One slot of the time-based MDP; arguments ``(N,)`` (one decision per device)."""
@@ -221,11 +238,12 @@ class EMHSystem:
         busy_before = (self.remaining > 0) | (self.busy > 0)
         # the decision's latency/energy per task, with every device that starts tasks this slot active
         starts = (self.remaining > 0) & (self.busy < tau)
-        lat, energy, share = self.evaluate_tasks(point[:, None], channel[:, None], server[:, None], power[:, None],
-                                         starts[:, None])
+        lat, energy, share = self.evaluate_tasks(
+            point[:, None], channel[:, None], server[:, None], power[:, None], starts[:, None]
+        )
         lat, energy, share = lat[:, 0], energy[:, 0], share[:, 0]
         t = self.busy.copy()
-        finish = np.where(busy_before, t, 0.0)   # when each device's last task ends, from slot start
+        finish = np.where(busy_before, t, 0.0)  # when each device's last task ends, from slot start
         started = np.zeros(N, dtype=np.int64)
         while True:
             go = starts & (t < tau) & (self.remaining - started > 0)
@@ -243,5 +261,12 @@ class EMHSystem:
         reward = -(tau * float(busy_before.any()) + s.energy_weight / N * E)
         self.draw_channel()
         tasks = int(started.sum())
-        return {"reward": reward, "time_s": elapsed if busy_before.any() else 0.0, "energy_j": E, "tasks": tasks,
-                "idle_s": 0.0, "device_share": float((share * started).sum() / max(tasks, 1)), "window": float(started.mean())}
+        return {
+            "reward": reward,
+            "time_s": elapsed if busy_before.any() else 0.0,
+            "energy_j": E,
+            "tasks": tasks,
+            "idle_s": 0.0,
+            "device_share": float((share * started).sum() / max(tasks, 1)),
+            "window": float(started.mean()),
+        }

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from splitrl.core.errors import ConfigError
-from splitrl.core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, explain_dataclass, key
+from splitrl.core.schema import NonNegativeFloat, PositiveFloat, PositiveInt, explain_section, key
 from splitrl.rl.ppo import PPOSection, check_minibatch
 from splitrl.worlds.base import Algorithm, BaseWorld, EvaluationSection, Metric
 
@@ -38,7 +38,10 @@ class LyaPPOAlgorithmSection(PPOSection):
 class LyaPPOEvaluationSection(EvaluationSection):
     episode_periods: PositiveInt | None = key(None, "periods per evaluation episode (null: the scenario's)")
     fixed_partition: Literal["mid", "local", "edge"] | list[int] = key(
-        "mid", "Fix-Cov: 'mid', 'local', 'edge', or one partition index per service", type="'mid' | 'local' | 'edge' | list of int")
+        "mid",
+        "Fix-Cov: 'mid', 'local', 'edge', or one partition index per service",
+        type="'mid' | 'local' | 'edge' | list of int",
+    )
     greedy_lookahead_periods: PositiveInt = key(1, "Greedy-Cov: periods simulated per candidate")
     greedy_sweeps: PositiveInt = key(1, "Greedy-Cov: coordinate-search passes per period")
     greedy_terminal_cost: Literal["drain", "none"] = key("drain", "Greedy-Cov: 'drain' (backlog still owed) or 'none'")
@@ -49,14 +52,38 @@ class LyaPPOWorld(BaseWorld):
     title = "LyaPPO"
     doc = "XR devices, three coupled queues per service, central PPO over partition points, exact Lyapunov allocators"
     metrics = (
-        Metric("energy", "J/slot per device", "average device energy", unit="mJ/slot", scale=1e3, short="E",
-               train=True, progress=True, plot=True),
-        Metric("energy_local", "J/slot per device", "local computing energy", unit="mJ/slot", scale=1e3,
-               short="E_loc", train=True),
-        Metric("energy_tx", "J/slot per device", "transmission energy", unit="mJ/slot", scale=1e3, short="E_tx",
-               train=True),
-        Metric("backlog", "s", "average backlog (seconds of work at full capacity, all queues)", unit="s",
-               train=True, progress=True, plot=True),
+        Metric(
+            "energy",
+            "J/slot per device",
+            "average device energy",
+            unit="mJ/slot",
+            scale=1e3,
+            short="E",
+            train=True,
+            progress=True,
+            plot=True,
+        ),
+        Metric(
+            "energy_local",
+            "J/slot per device",
+            "local computing energy",
+            unit="mJ/slot",
+            scale=1e3,
+            short="E_loc",
+            train=True,
+        ),
+        Metric(
+            "energy_tx", "J/slot per device", "transmission energy", unit="mJ/slot", scale=1e3, short="E_tx", train=True
+        ),
+        Metric(
+            "backlog",
+            "s",
+            "average backlog (seconds of work at full capacity, all queues)",
+            unit="s",
+            train=True,
+            progress=True,
+            plot=True,
+        ),
         Metric("backlog_local", "s", "local computing backlog", unit="s", short="Q_loc"),
         Metric("backlog_tx", "s", "transmission backlog", unit="s", short="Q_tx"),
         Metric("backlog_edge", "s", "edge computing backlog", unit="s", short="Q_edge"),
@@ -66,24 +93,53 @@ class LyaPPOWorld(BaseWorld):
         Metric("reward", "1", "episode return", fmt=".1f", short="return", higher_is_better=True),
     )
     algorithms = (
-        Algorithm("lyappo", "LyaPPO", f"{_ALG}:build_algo_config", f"{_ALG}:load_policy",
-                  "PPO picks the partition points; the exact allocators run inside the env runners"),
-        Algorithm("ppo", "PPO", f"{_ALG}:build_algo_config", f"{_ALG}:load_policy",
-                  "the paper's joint PPO baseline: partition points and the period's resources, no allocators"),
-        Algorithm("ddpg-cov", "DDPG-Cov", f"{_ALG}:build_algo_config", f"{_ALG}:load_policy",
-                  "DDPG whose continuous output is mapped to partition points; allocators for the resources"),
+        Algorithm(
+            "lyappo",
+            "LyaPPO",
+            f"{_ALG}:build_algo_config",
+            f"{_ALG}:load_policy",
+            "PPO picks the partition points; the exact allocators run inside the env runners",
+        ),
+        Algorithm(
+            "ppo",
+            "PPO",
+            f"{_ALG}:build_algo_config",
+            f"{_ALG}:load_policy",
+            "the paper's joint PPO baseline: partition points and the period's resources, no allocators",
+        ),
+        Algorithm(
+            "ddpg-cov",
+            "DDPG-Cov",
+            f"{_ALG}:build_algo_config",
+            f"{_ALG}:load_policy",
+            "DDPG whose continuous output is mapped to partition points; allocators for the resources",
+        ),
     )
     algorithm_schema = LyaPPOAlgorithmSection
     evaluation_schema = LyaPPOEvaluationSection
-    baselines = {name: f"splitrl.worlds.lyappo.baselines:{fn}" for name, fn in (
-        ("Fix-Cov", "fix_cov"), ("Random-Cov", "random_cov"), ("Local-only", "local_only"),
-        ("Edge-only", "edge_only"), ("Greedy-Cov", "greedy_cov"))}
+    baselines = {
+        name: f"splitrl.worlds.lyappo.baselines:{fn}"
+        for name, fn in (
+            ("Fix-Cov", "fix_cov"),
+            ("Random-Cov", "random_cov"),
+            ("Local-only", "local_only"),
+            ("Edge-only", "edge_only"),
+            ("Greedy-Cov", "greedy_cov"),
+        )
+    }
     evaluation_record_keys = ("episodes", "seed", "episode_periods")
     gym_envs = {"splitrl/LyaPPO-v0": "splitrl.worlds.lyappo.env:LyaPPOEnv"}
     smoke_config = {
         "scenario": {"num_devices": 2, "episode_periods": 50},
-        "algorithm": {"hidden": [16], "train_batch_size": 32, "minibatch_size": 16, "num_epochs": 1,
-                      "learning_starts": 8, "ddpg_batch_size": 8, "buffer_size": 1000},
+        "algorithm": {
+            "hidden": [16],
+            "train_batch_size": 32,
+            "minibatch_size": 16,
+            "num_epochs": 1,
+            "learning_starts": 8,
+            "ddpg_batch_size": 8,
+            "buffer_size": 1000,
+        },
         "evaluation": {"episodes": 1, "greedy_sweeps": 1},
     }
 
@@ -95,7 +151,7 @@ class LyaPPOWorld(BaseWorld):
     def explain_scenario(self):
         from splitrl.worlds.lyappo.scenario import LyaPPOScenario
 
-        return explain_dataclass(LyaPPOScenario)
+        return explain_section(LyaPPOScenario)
 
     def check_algorithm(self, algorithm):
         check_minibatch(algorithm)
@@ -107,19 +163,23 @@ class LyaPPOWorld(BaseWorld):
         if isinstance(fp, list):
             sc = make_scenario(scenario, check_load=False)
             if len(fp) != sc.services_per_device:
-                raise ConfigError("evaluation.fixed_partition", f"expected 'mid', 'local', 'edge' or a list of "
-                                  f"{sc.services_per_device} indices, got {fp!r}")
+                raise ConfigError(
+                    "evaluation.fixed_partition",
+                    f"expected 'mid', 'local', 'edge' or a list of {sc.services_per_device} indices, got {fp!r}",
+                )
             for n, (k, model, table) in enumerate(zip(fp, sc.models, sc.tables())):
                 top = table.num_points - 1
                 if not 0 <= k <= top:
-                    raise ConfigError("evaluation.fixed_partition", f"index {n} ({model}) must be an integer "
-                                      f"in 0..{top}, got {k!r}")
+                    raise ConfigError(
+                        "evaluation.fixed_partition", f"index {n} ({model}) must be an integer in 0..{top}, got {k!r}"
+                    )
 
     def evaluate(self, policy, scenario, evaluation):
         from splitrl.worlds.lyappo.evaluate import evaluate_policy
 
-        return evaluate_policy(policy, scenario, evaluation["episodes"], evaluation["seed"],
-                               evaluation.get("episode_periods"))
+        return evaluate_policy(
+            policy, scenario, evaluation["episodes"], evaluation["seed"], evaluation.get("episode_periods")
+        )
 
     def plot(self, comparison, path):
         from splitrl.worlds.lyappo.evaluate import plot

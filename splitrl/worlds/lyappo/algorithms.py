@@ -41,16 +41,20 @@ class LyaPPOMetrics(RLlibCallback):
         if not steps or metrics_logger is None:
             return
         scenario = env.unwrapped.scenario if env is not None and hasattr(env.unwrapped, "scenario") else None
-        values = physics_metrics(steps, scenario.num_devices if scenario else 1,
-                                 scenario.period_seconds if scenario else 1.0)
+        values = physics_metrics(
+            steps, scenario.num_devices if scenario else 1, scenario.period_seconds if scenario else 1.0
+        )
         for key in EPISODE_METRICS:
             if np.isfinite(values[key]):
                 metrics_logger.log_value(key, values[key], reduce="mean", window=100)
 
 
 def env_config(cfg: dict) -> dict:
-    return {**cfg["scenario"], "action_mode": ACTION_MODES[cfg["algorithm"]["name"]],
-            "reward_scale": cfg["algorithm"]["reward_scale"]}
+    return {
+        **cfg["scenario"],
+        "action_mode": ACTION_MODES[cfg["algorithm"]["name"]],
+        "reward_scale": cfg["algorithm"]["reward_scale"],
+    }
 
 
 def probe_env(cfg: dict):
@@ -66,17 +70,23 @@ def module_spec(cfg: dict):
     if alg["name"] == "ddpg-cov":
         from splitrl.worlds.lyappo.ddpg import DDPGModule
 
-        return RLModuleSpec(module_class=DDPGModule, observation_space=env.observation_space,
-                            action_space=env.action_space,
-                            model_config={"hidden": alg["hidden"], "activation": "relu",
-                                          "exploration_noise": alg["exploration_noise"]})
+        return RLModuleSpec(
+            module_class=DDPGModule,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            model_config={"hidden": alg["hidden"], "activation": "relu", "exploration_noise": alg["exploration_noise"]},
+        )
     from splitrl.rl.central import CentralPPOModule
 
     model_config: dict[str, Any] = {"hidden": alg["hidden"], "activation": alg["activation"]}
     if alg["name"] == "ppo":
         model_config["discrete_nvec"] = [int(n) for n in env.partition_nvec]
-    return RLModuleSpec(module_class=CentralPPOModule, observation_space=env.observation_space,
-                        action_space=env.action_space, model_config=model_config)
+    return RLModuleSpec(
+        module_class=CentralPPOModule,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config=model_config,
+    )
 
 
 def build_algo_config(cfg: dict):
@@ -92,13 +102,19 @@ def build_algo_config(cfg: dict):
 
         config = PPOConfig()
     config = (
-        config.environment(env=LyaPPOVectorEnv, env_config=env_config(cfg),
-                           # hybrid/continuous actions are mapped by the env itself
-                           normalize_actions=False, clip_actions=False)
-        .env_runners(num_env_runners=res["num_env_runners"],
-                     num_envs_per_env_runner=res["num_envs_per_env_runner"],
-                     gym_env_vectorize_mode="vector_entry_point",
-                     num_cpus_per_env_runner=1)
+        config.environment(
+            env=LyaPPOVectorEnv,
+            env_config=env_config(cfg),
+            # hybrid/continuous actions are mapped by the env itself
+            normalize_actions=False,
+            clip_actions=False,
+        )
+        .env_runners(
+            num_env_runners=res["num_env_runners"],
+            num_envs_per_env_runner=res["num_envs_per_env_runner"],
+            gym_env_vectorize_mode="vector_entry_point",
+            num_cpus_per_env_runner=1,
+        )
         .learners(num_learners=0)
         .rl_module(rl_module_spec=module_spec(cfg))
         .callbacks(LyaPPOMetrics)
@@ -107,15 +123,20 @@ def build_algo_config(cfg: dict):
     )
     if name == "ddpg-cov":
         config = config.training(
-            gamma=alg["gamma"], actor_lr=alg["actor_lr"], critic_lr=alg["critic_lr"], tau=alg["tau"],
-            train_batch_size_per_learner=alg["ddpg_batch_size"], num_steps_sampled_before_learning_starts=alg["learning_starts"],
+            gamma=alg["gamma"],
+            actor_lr=alg["actor_lr"],
+            critic_lr=alg["critic_lr"],
+            tau=alg["tau"],
+            train_batch_size_per_learner=alg["ddpg_batch_size"],
+            num_steps_sampled_before_learning_starts=alg["learning_starts"],
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": alg["buffer_size"]},
             grad_clip=alg["grad_clip"],
         )
         # One env step per sub-env between updates: an update of ddpg_batch_size transitions per
         # num_envs_per_env_runner new ones; an iteration spans >= train_batch_size env steps.
         config = config.env_runners(rollout_fragment_length=1).reporting(
-            min_sample_timesteps_per_iteration=alg["train_batch_size"])
+            min_sample_timesteps_per_iteration=alg["train_batch_size"]
+        )
     else:
         from splitrl.rl.schedules import ScheduledPPOTorchLearner
 

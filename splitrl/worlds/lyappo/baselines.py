@@ -52,7 +52,7 @@ class GreedyPolicy(Policy):
     still upstream) pays at least ``w2 b W / P`` per period while it drains at full capacity,
     ``w2 b W^2 / (2 P^2)`` in all (the reward's backlog term integrated; quadratic like the
     Lyapunov function).  Without it a one-period look-ahead is
-    blind to congestion and piles work onto the cheapest-looking queue (docs/assumptions.md).
+    blind to congestion and piles work onto the cheapest-looking queue (docs/assumptions/lyappo.md).
     """
 
     name = "Greedy-Cov"
@@ -112,5 +112,6 @@ def edge_only(evaluation: dict) -> Policy:
 
 
 def greedy_cov(evaluation: dict) -> Policy:
-    return GreedyPolicy(evaluation["greedy_lookahead_periods"], evaluation["greedy_sweeps"],
-                        evaluation["greedy_terminal_cost"])
+    return GreedyPolicy(
+        evaluation["greedy_lookahead_periods"], evaluation["greedy_sweeps"], evaluation["greedy_terminal_cost"]
+    )

@@ -105,21 +105,29 @@ class DDPGTorchLearner(SACTorchLearner):
         module = self._module[module_id]
         for name, net, lr in (("qf", module.critic, config.critic_lr), ("policy", module.actor, config.actor_lr)):
             params = self.get_parameters(net)
-            self.register_optimizer(module_id=module_id, optimizer_name=name,
-                                    optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=lr)
+            self.register_optimizer(
+                module_id=module_id,
+                optimizer_name=name,
+                optimizer=torch.optim.Adam(params),
+                params=params,
+                lr_or_lr_schedule=lr,
+            )
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         not_done = 1.0 - batch[Columns.TERMINATEDS].float()
         n_step = batch.get("n_step", 1)
-        target = (batch[Columns.REWARDS] + (config.gamma ** n_step) * not_done * fwd_out["q_target_next"]).detach()
+        target = (batch[Columns.REWARDS] + (config.gamma**n_step) * not_done * fwd_out["q_target_next"]).detach()
         weights = batch.get("weights")
         td = fwd_out["q_pred"] - target
         sq = td.pow(2)
         critic_loss = torch.mean(sq * weights) if weights is not None else torch.mean(sq)
         actor_loss = -torch.mean(fwd_out["q_curr"])
         self.metrics.log_value(key=(module_id, TD_ERROR_KEY), value=td.abs().detach(), reduce="item_series")
-        self.metrics.log_dict({POLICY_LOSS_KEY: actor_loss, QF_LOSS_KEY: critic_loss,
-                               "q_mean": torch.mean(fwd_out["q_pred"])}, key=module_id, window=1)
+        self.metrics.log_dict(
+            {POLICY_LOSS_KEY: actor_loss, QF_LOSS_KEY: critic_loss, "q_mean": torch.mean(fwd_out["q_pred"])},
+            key=module_id,
+            window=1,
+        )
         self._temp_losses[(module_id, POLICY_LOSS_KEY)] = actor_loss
         self._temp_losses[(module_id, QF_LOSS_KEY)] = critic_loss
         return actor_loss + critic_loss

@@ -28,12 +28,13 @@ exact per-slot Lyapunov allocators (Problems 3-5).  :class:`LyaPPOEnv` is the gy
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from .scenario import LyaPPOScenario, make_scenario
+from .scenario import make_scenario
 from .system import LyaPPOFeatures, LyaPPOSystem
 
 
@@ -78,11 +79,13 @@ class LyaPPOEnv(gym.Env):
         trace = out["slots"]
         reward, parts = self.features.reward(trace)
         self.period += 1
-        info = {"slots": {k: v[:, 0] for k, v in trace.items()},
-                **{k: float(v[0]) for k, v in parts.items()},
-                "completed": int(out["completed"].sum()),
-                "latency_s": float(out["latency_slots"].sum() * self.scenario.slot_seconds),
-                "partition": self.system.partition[0].copy()}
+        info = {
+            "slots": {k: v[:, 0] for k, v in trace.items()},
+            **{k: float(v[0]) for k, v in parts.items()},
+            "completed": int(out["completed"].sum()),
+            "latency_s": float(out["latency_slots"].sum() * self.scenario.slot_seconds),
+            "partition": self.system.partition[0].copy(),
+        }
         truncated = self.period >= self.scenario.episode_periods
         return self.features.observe(self.system, trace)[0], float(reward[0]), False, truncated, info
 
@@ -119,16 +122,20 @@ class LyaPPOJointEnv(LyaPPOEnv):
             raise ValueError(f"action must be {self.action_space.shape[0]} finite numbers")
         B = a.shape[0]
         k = np.clip(np.rint(a[:, : M * N]), 0, self.partition_nvec - 1).astype(np.int64).reshape(B, M, N)
-        sig = 1.0 / (1.0 + np.exp(-np.clip(a[:, M * N:], -50, 50)))
+        sig = 1.0 / (1.0 + np.exp(-np.clip(a[:, M * N :], -50, 50)))
         dev = sig[:, : M * (2 * N + 1)].reshape(B, M, 2 * N + 1)
-        local, power, rate = dev[..., :N], dev[..., N], dev[..., N + 1:]
-        edge = sig[:, M * (2 * N + 1):]
+        local, power, rate = dev[..., :N], dev[..., N], dev[..., N + 1 :]
+        edge = sig[:, M * (2 * N + 1) :]
 
         def share(x):
             return x / np.maximum(1.0, x.sum(axis=-1, keepdims=True))
 
-        alloc = {"f_local": s.f_local_max_hz * share(local), "power": s.p_max_w * power,
-                 "rate_share": share(rate), "f_edge": (s.f_edge_max_hz * share(edge)).reshape(B, M, N)}
+        alloc = {
+            "f_local": s.f_local_max_hz * share(local),
+            "power": s.p_max_w * power,
+            "rate_share": share(rate),
+            "f_edge": (s.f_edge_max_hz * share(edge)).reshape(B, M, N),
+        }
         return k, alloc
 
     def step(self, action):
@@ -166,20 +173,33 @@ class LyaPPOVectorEnv(gym.vector.VectorEnv):
     Same spaces, observation, reward and per-step info scalars as :class:`LyaPPOEnv` (the per-slot
     trace is left out to keep sampled episodes small).  All sub-envs start together and have the
     same length, so they end together.  ``reward_scale`` (not a scenario key) multiplies the
-    rewards handed to the learner (infos keep physical units).  Autoreset follows gymnasium's ``NEXT_STEP`` mode (the step
-    after the last one resets every sub-env, ignores the actions and returns reward 0), which is
-    what RLlib's env runners expect.  Built by RLlib with
+    rewards handed to the learner (infos keep physical units).  Autoreset follows gymnasium's
+    ``NEXT_STEP`` mode (the step after the last one resets every sub-env, ignores the actions and
+    returns reward 0), which is what RLlib's env runners expect.  Built by RLlib with
     ``gym_env_vectorize_mode="vector_entry_point"``.
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
-    INFO_KEYS = ("energy_local", "energy_tx", "backlog_s", "backlog_local_s", "backlog_tx_s",
-                 "backlog_edge_s", "completed", "latency_s")
+    INFO_KEYS = (
+        "energy_local",
+        "energy_tx",
+        "backlog_s",
+        "backlog_local_s",
+        "backlog_tx_s",
+        "backlog_edge_s",
+        "completed",
+        "latency_s",
+    )
 
     SINGLE = {"partition": LyaPPOEnv, "continuous": LyaPPOContinuousEnv, "joint": LyaPPOJointEnv}
 
-    def __init__(self, env_config: Mapping[str, Any] | None = None, num_envs: int | None = None,
-                 action_mode: str = "partition", **overrides):
+    def __init__(
+        self,
+        env_config: Mapping[str, Any] | None = None,
+        num_envs: int | None = None,
+        action_mode: str = "partition",
+        **overrides,
+    ):
         merged = dict(env_config or {})
         merged.update(overrides)
         n = merged.pop("num_envs", None) if num_envs is None else num_envs
@@ -237,8 +257,13 @@ class LyaPPOVectorEnv(gym.vector.VectorEnv):
         info["latency_s"] = out["latency_slots"].sum((1, 2)) * s.slot_seconds
         truncated = np.full(B, self.period >= s.episode_periods)
         self._needs_reset = bool(truncated[0])
-        return (self.features.observe(self.system, out["slots"]), reward * self.reward_scale,
-                np.zeros(B, dtype=bool), truncated, info)
+        return (
+            self.features.observe(self.system, out["slots"]),
+            reward * self.reward_scale,
+            np.zeros(B, dtype=bool),
+            truncated,
+            info,
+        )
 
 
 def make_lyappo_env(env_config: Mapping[str, Any] | None = None):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
-from splitrl.worlds.lyappo.env import make_lyappo_env
 from splitrl.worlds.base import Policy
+from splitrl.worlds.lyappo.env import make_lyappo_env
 
-STEP_KEYS = ("energy_local", "energy_tx", "backlog_local_s", "backlog_tx_s", "backlog_edge_s", "completed",
-             "latency_s")
+STEP_KEYS = ("energy_local", "energy_tx", "backlog_local_s", "backlog_tx_s", "backlog_edge_s", "completed", "latency_s")
 
 
 def physics_metrics(steps: list[dict], num_devices: int, period_seconds: float) -> dict:
@@ -21,9 +21,13 @@ def physics_metrics(steps: list[dict], num_devices: int, period_seconds: float) 
     """
     n = len(steps)
     tot = {k: sum(float(step[k]) for step in steps) for k in STEP_KEYS}
-    out = {"energy_local": tot["energy_local"] / n / num_devices, "energy_tx": tot["energy_tx"] / n / num_devices,
-           "backlog_local": tot["backlog_local_s"] / n, "backlog_tx": tot["backlog_tx_s"] / n,
-           "backlog_edge": tot["backlog_edge_s"] / n}
+    out = {
+        "energy_local": tot["energy_local"] / n / num_devices,
+        "energy_tx": tot["energy_tx"] / n / num_devices,
+        "backlog_local": tot["backlog_local_s"] / n,
+        "backlog_tx": tot["backlog_tx_s"] / n,
+        "backlog_edge": tot["backlog_edge_s"] / n,
+    }
     out["energy"] = out["energy_local"] + out["energy_tx"]
     out["backlog"] = out["backlog_local"] + out["backlog_tx"] + out["backlog_edge"]
     out["throughput"] = tot["completed"] / (n * period_seconds)
@@ -31,8 +35,9 @@ def physics_metrics(steps: list[dict], num_devices: int, period_seconds: float) 
     return out
 
 
-def evaluate_policy(policy: Policy, scenario: dict, episodes: int, seed: int,
-                    episode_periods: int | None = None) -> dict:
+def evaluate_policy(
+    policy: Policy, scenario: dict, episodes: int, seed: int, episode_periods: int | None = None
+) -> dict:
     """Average metrics of ``policy`` over ``episodes`` episodes seeded ``seed, seed+1, ...``.
 
     :func:`physics_metrics` over all steps, plus ``partition``: mean partition point as a

@@ -32,7 +32,7 @@ class TaskPipeline:
         self.count = np.zeros((3, rows), dtype=np.int64)
         self._rows = np.arange(rows)
 
-    def broadcast(self, batch: int) -> "TaskPipeline":
+    def broadcast(self, batch: int) -> TaskPipeline:
         """``batch`` copies of this pipeline stacked on a new leading axis (shape ``(batch, *shape)``)."""
         new = TaskPipeline((batch,) + self.shape, capacity=self.capacity)
         new.tasks = np.tile(self.tasks, (1, batch, 1, 1))
@@ -95,8 +95,7 @@ class TaskPipeline:
             self._append(s, rows_idx[here], records[here])
             rows_idx, records = rows_idx[~here], records[~here]
 
-    def arrive(self, counts: np.ndarray, c_local: np.ndarray, bits: np.ndarray,
-               c_edge: np.ndarray, slot: int) -> None:
+    def arrive(self, counts: np.ndarray, c_local: np.ndarray, bits: np.ndarray, c_edge: np.ndarray, slot: int) -> None:
         """``counts`` new tasks per queue (arrays of ``shape``) arriving during ``slot``.
 
         Each gets the workloads of its queue's current partition and is stamped with the time it
@@ -106,8 +105,15 @@ class TaskPipeline:
         if not counts.any():
             return
         rows_idx = np.repeat(self._rows, counts)
-        records = np.stack([c_local.reshape(-1)[rows_idx], bits.reshape(-1)[rows_idx],
-                            c_edge.reshape(-1)[rows_idx], np.full(len(rows_idx), slot + 1.0)], -1)
+        records = np.stack(
+            [
+                c_local.reshape(-1)[rows_idx],
+                bits.reshape(-1)[rows_idx],
+                c_edge.reshape(-1)[rows_idx],
+                np.full(len(rows_idx), slot + 1.0),
+            ],
+            -1,
+        )
         self._route(LOCAL, rows_idx, records)
 
     def serve(self, work: np.ndarray, slot: int, tol: float = 1e-9):

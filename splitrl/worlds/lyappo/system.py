@@ -6,19 +6,29 @@ features (observation, reward) the MDP reads off it.  The MDP itself is :mod:`.e
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from .allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission
 from .channel import shannon_rate
 from .energy import local_energy, transmission_energy
 from .queues import TaskPipeline
-from .scenario import LyaPPOScenario, make_scenario
+from .scenario import LyaPPOScenario
 
-SLOT_KEYS_MN = ("Q_local", "Q_tx", "Q_edge", "f_local", "rate", "f_edge", "tasks_local", "tasks_tx",
-                "tasks_edge", "arrivals")
+SLOT_KEYS_MN = (
+    "Q_local",
+    "Q_tx",
+    "Q_edge",
+    "f_local",
+    "rate",
+    "f_edge",
+    "tasks_local",
+    "tasks_tx",
+    "tasks_edge",
+    "arrivals",
+)
 
 
 class LyaPPOSystem:
@@ -29,8 +39,7 @@ class LyaPPOSystem:
     and arrivals (common random numbers, used for look-ahead over candidate actions).
     """
 
-    def __init__(self, scenario: LyaPPOScenario, rng: np.random.Generator, batch: int = 1,
-                 shared_noise: bool = False):
+    def __init__(self, scenario: LyaPPOScenario, rng: np.random.Generator, batch: int = 1, shared_noise: bool = False):
         s = self.scenario = scenario
         self.rng = rng
         self.batch = batch
@@ -53,7 +62,7 @@ class LyaPPOSystem:
         self._b = s.bandwidth_per_device_hz
         self._lam_slot = s.arrival_rate * s.slot_seconds
 
-    def replicate(self, batch: int, rng: np.random.Generator) -> "LyaPPOSystem":
+    def replicate(self, batch: int, rng: np.random.Generator) -> LyaPPOSystem:
         """``batch`` copies of this (single) system's state driven by common random numbers."""
         if self.batch != 1:
             raise ValueError("replicate() needs a system with batch == 1")
@@ -85,8 +94,7 @@ class LyaPPOSystem:
             arrivals = np.broadcast_to(arrivals, (self.batch, M, N))
         return fading, arrivals
 
-    def run_period(self, partition: np.ndarray, allocation: Mapping[str, np.ndarray] | None = None
-                   ) -> dict[str, Any]:
+    def run_period(self, partition: np.ndarray, allocation: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
         """Apply ``partition`` (``(B, M, N)``) and simulate ``G`` slots.
 
         Resources come from the exact Lyapunov allocators, unless ``allocation`` fixes them for the
@@ -114,10 +122,18 @@ class LyaPPOSystem:
             fading, arrivals = self._draw(M, N)
             gain = self.mean_gain * fading
             if allocation is None:
-                f_l = allocate_local_cpu(Q[0], tau=tau, weight=s.lyapunov_weight_local,
-                                         kappa=s.energy_coefficient, f_max=s.f_local_max_hz)
-                rate, power = allocate_transmission(Q[1], gain, tau=tau, weight=s.lyapunov_weight_tx,
-                                                    bandwidth=self._b, noise_psd=self._noise, p_max=s.p_max_w)
+                f_l = allocate_local_cpu(
+                    Q[0], tau=tau, weight=s.lyapunov_weight_local, kappa=s.energy_coefficient, f_max=s.f_local_max_hz
+                )
+                rate, power = allocate_transmission(
+                    Q[1],
+                    gain,
+                    tau=tau,
+                    weight=s.lyapunov_weight_tx,
+                    bandwidth=self._b,
+                    noise_psd=self._noise,
+                    p_max=s.p_max_w,
+                )
                 f_e = allocate_edge_cpu(Q[2].reshape(B, M * N), tau=tau, f_max=s.f_edge_max_hz).reshape(B, M, N)
             else:
                 f_l = np.minimum(allocation["f_local"], Q[0] / tau)
@@ -135,8 +151,7 @@ class LyaPPOSystem:
             tr["power"][g], tr["gain"][g], tr["arrivals"][g] = power, gain, arrivals
             self.slot += 1
         # Per-slot quantities that need no feedback are computed for the whole period at once.
-        tr["rate_max"] = shannon_rate(s.p_max_w, tr["gain"], bandwidth_hz=self._b,
-                                      noise_psd_w_per_hz=self._noise)
+        tr["rate_max"] = shannon_rate(s.p_max_w, tr["gain"], bandwidth_hz=self._b, noise_psd_w_per_hz=self._noise)
         tr["energy_local"] = local_energy(tr["f_local"], tau_s=tau, kappa=s.energy_coefficient)
         tr["energy_tx"] = transmission_energy(tr["power"], tau_s=tau)
         return {"slots": tr, "completed": completed, "latency_slots": latency}
@@ -168,12 +183,18 @@ class LyaPPOFeatures:
             dev = np.zeros((2, B, M))
         else:
             q = np.stack(self.seconds(trace["Q_local"].mean(0), trace["Q_tx"].mean(0), trace["Q_edge"].mean(0)))
-            alloc = np.stack([trace["f_local"].mean(0) / s.f_local_max_hz, trace["rate"].mean(0) / self.r_ref,
-                              trace["f_edge"].mean(0) / s.f_edge_max_hz])
+            alloc = np.stack(
+                [
+                    trace["f_local"].mean(0) / s.f_local_max_hz,
+                    trace["rate"].mean(0) / self.r_ref,
+                    trace["f_edge"].mean(0) / s.f_edge_max_hz,
+                ]
+            )
             dev = np.stack([trace["power"].mean(0) / s.p_max_w, trace["rate_max"].mean(0) / self.r_ref])
         per_service = np.concatenate([np.log1p(q / P), np.log1p(work / P), alloc])  # (9, B, M, N)
-        obs = np.concatenate([per_service.transpose(1, 2, 3, 0).reshape(B, -1),
-                              dev.transpose(1, 2, 0).reshape(B, -1)], axis=1)
+        obs = np.concatenate(
+            [per_service.transpose(1, 2, 3, 0).reshape(B, -1), dev.transpose(1, 2, 0).reshape(B, -1)], axis=1
+        )
         return obs.astype(np.float32)
 
     def reward(self, trace: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -187,8 +208,10 @@ class LyaPPOFeatures:
         energy_term = (e_loc + e_tx) / (s.slot_seconds * s.p_max_w)
         reward = -(s.reward_energy_weight * energy_term + s.reward_backlog_weight * qbar).sum(-1)
         parts = {
-            "energy_local": e_loc.sum(-1), "energy_tx": e_tx.sum(-1),
-            "backlog_local_s": ql.sum((-2, -1)), "backlog_tx_s": qt.sum((-2, -1)),
+            "energy_local": e_loc.sum(-1),
+            "energy_tx": e_tx.sum(-1),
+            "backlog_local_s": ql.sum((-2, -1)),
+            "backlog_tx_s": qt.sum((-2, -1)),
             "backlog_edge_s": qe.sum((-2, -1)),
         }
         parts["backlog_s"] = parts["backlog_local_s"] + parts["backlog_tx_s"] + parts["backlog_edge_s"]

@@ -42,24 +42,33 @@ class ToyWorld(BaseWorld):
     title = "Toy"
     doc = "local or offload per task, one shared edge server (a test of the world seam)"
     metrics = (
-        Metric("latency", "s", "mean task latency", unit="ms", scale=1e3, fmt=".1f", train=True, progress=True,
-               plot=True),
+        Metric(
+            "latency", "s", "mean task latency", unit="ms", scale=1e3, fmt=".1f", train=True, progress=True, plot=True
+        ),
         Metric("offload", "1", "share of tasks offloaded", fmt=".2f", train=True),
         Metric("reward", "1", "episode return", fmt=".2f", higher_is_better=True),
     )
     algorithms = (Algorithm("toy-ppo", "Toy-PPO", "worlds.toy.algorithms:build", "worlds.toy.algorithms:load_policy"),)
     algorithm_schema = ToyAlgorithmSection
-    baselines = {"Local-only": "worlds.toy.policies:local_only", "Edge-only": "worlds.toy.policies:edge_only",
-                 "Random": "worlds.toy.policies:random_choice"}
+    baselines = {
+        "Local-only": "worlds.toy.policies:local_only",
+        "Edge-only": "worlds.toy.policies:edge_only",
+        "Random": "worlds.toy.policies:random_choice",
+    }
     gym_envs = {"splitrl-tests/Toy-v0": "worlds.toy.env:ToyEnv"}
-    smoke_config = {"scenario": {"episode_steps": 5}, "algorithm": {"train_batch_size": 20, "minibatch_size": 10,
-                                                                  "num_epochs": 1}, "evaluation": {"episodes": 2}}
+    smoke_config = {
+        "scenario": {"episode_steps": 5},
+        "algorithm": {"train_batch_size": 20, "minibatch_size": 10, "num_epochs": 1},
+        "evaluation": {"episodes": 2},
+    }
 
     def resolve_scenario(self, raw):
         out = validate_section(ToyScenario, raw, "scenario")
         if out["input_bits"] / out["rate_mean_bps"] > 100.0:
-            raise ConfigError("scenario.rate_mean_bps", "an offloaded task would take over 100 s to send; "
-                              "raise it or lower input_bits")
+            raise ConfigError(
+                "scenario.rate_mean_bps",
+                "an offloaded task would take over 100 s to send; raise it or lower input_bits",
+            )
         return out
 
     def explain_scenario(self):

@@ -27,16 +27,23 @@ def build(cfg: dict):
 
     alg, res = cfg["algorithm"], cfg["resources"]
     env = ToyEnv(cfg["scenario"])
-    return (PPOConfig()
-            .environment(env=ToyEnv, env_config={**cfg["scenario"], "reward_scale": alg["reward_scale"]})
-            .env_runners(num_env_runners=res["num_env_runners"], num_envs_per_env_runner=res["num_envs_per_env_runner"])
-            .learners(num_learners=0)
-            .rl_module(rl_module_spec=RLModuleSpec(module_class=CentralPPOModule, observation_space=env.observation_space,
-                                                   action_space=env.action_space,
-                                                   model_config={"hidden": alg["hidden"], "activation": alg["activation"]}))
-            .callbacks(ToyMetrics)
-            .debugging(seed=alg["seed"], log_level="ERROR")
-            .training(**ppo_training(alg)))
+    return (
+        PPOConfig()
+        .environment(env=ToyEnv, env_config={**cfg["scenario"], "reward_scale": alg["reward_scale"]})
+        .env_runners(num_env_runners=res["num_env_runners"], num_envs_per_env_runner=res["num_envs_per_env_runner"])
+        .learners(num_learners=0)
+        .rl_module(
+            rl_module_spec=RLModuleSpec(
+                module_class=CentralPPOModule,
+                observation_space=env.observation_space,
+                action_space=env.action_space,
+                model_config={"hidden": alg["hidden"], "activation": alg["activation"]},
+            )
+        )
+        .callbacks(ToyMetrics)
+        .debugging(seed=alg["seed"], log_level="ERROR")
+        .training(**ppo_training(alg))
+    )
 
 
 class TrainedToyPolicy(Policy):

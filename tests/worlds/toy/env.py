@@ -34,7 +34,9 @@ class ToyEnv(gym.Env):
         n = self.s.num_devices
         self.work = self.s.work_mean_cycles * self.rng.uniform(0.5, 1.5, n)
         self.rate = self.s.rate_mean_bps * self.rng.exponential(1.0, n) + 1.0
-        return np.concatenate([self.work / self.s.work_mean_cycles, self.rate / self.s.rate_mean_bps]).astype(np.float32)
+        return np.concatenate([self.work / self.s.work_mean_cycles, self.rate / self.s.rate_mean_bps]).astype(
+            np.float32
+        )
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -46,8 +48,9 @@ class ToyEnv(gym.Env):
     def step(self, action):
         off = np.asarray(action, dtype=np.int64).reshape(-1) == 1
         k = max(int(off.sum()), 1)
-        latency = np.where(off, self.s.input_bits / self.rate + self.work / (self.s.f_edge_hz / k),
-                           self.work / self.s.f_device_hz)
+        latency = np.where(
+            off, self.s.input_bits / self.rate + self.work / (self.s.f_edge_hz / k), self.work / self.s.f_device_hz
+        )
         self.t += 1
         info = {"latency_s": float(latency.mean()), "offload": float(off.mean())}
         reward = -float(latency.mean()) * self.reward_scale
@@ -68,5 +71,9 @@ def evaluate(policy, scenario: dict, evaluation: dict) -> dict:
             off.append(info["offload"])
             done = term or trunc
         returns.append(ret)
-    return {"latency": float(np.mean(lat)), "offload": float(np.mean(off)), "reward": float(np.mean(returns)),
-            "episodes": evaluation["episodes"]}
+    return {
+        "latency": float(np.mean(lat)),
+        "offload": float(np.mean(off)),
+        "reward": float(np.mean(returns)),
+        "episodes": evaluation["episodes"],
+    }

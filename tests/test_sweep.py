@@ -482,11 +482,11 @@ def test_trials_spread_over_two_nodes(tmp_path):
 def test_sweep_spec_roundtrip_is_stable(tmp_path):
     """A resumed sweep must define the same trials: the saved spec matches a fresh load."""
     from splitrl.tuning.spec import spec_fingerprint
-    from splitrl.tuning.sweep import _saved_spec
+    from splitrl.tuning.sweep import saved_spec
 
     spec = load_sweep(SMOKE)
-    saved = yaml.safe_load(yaml.safe_dump(_saved_spec(spec)))
-    assert yaml.safe_dump(spec_fingerprint(saved)) == yaml.safe_dump(spec_fingerprint(_saved_spec(spec)))
+    saved = yaml.safe_load(yaml.safe_dump(saved_spec(spec)))
+    assert yaml.safe_dump(spec_fingerprint(saved)) == yaml.safe_dump(spec_fingerprint(saved_spec(spec)))
     changed = copy.deepcopy(spec)
     changed["seeds"] = [0, 1]
     assert spec_fingerprint(changed) != spec_fingerprint(spec)
@@ -498,7 +498,7 @@ def test_asha_search_and_early_stopped_rows(tmp_path):
     from ray.tune.schedulers import ASHAScheduler
 
     from splitrl.tuning import aggregate
-    from splitrl.tuning.sweep import _scheduler
+    from splitrl.tuning.sweep import make_scheduler
 
     raw = _smoke(
         grid=None,
@@ -507,7 +507,7 @@ def test_asha_search_and_early_stopped_rows(tmp_path):
         scheduler={"name": "asha", "grace_period": 2, "reduction_factor": 2},
     )
     spec = validate_sweep(raw, tmp_path)
-    sched = _scheduler(spec)
+    sched = make_scheduler(spec)
     assert isinstance(sched, ASHAScheduler) and spec["scheduler"]["max_t"] == 2  # stop.iterations of `set`
     assert spec["num_trials"] == 4 and list(spec["points"]) == [""]
     config = {"point": "", "algorithm.name": "lyappo", "algorithm.seed": 0, "algorithm.lr": 3e-4}

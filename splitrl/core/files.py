@@ -1,4 +1,4 @@
-"""Small file helpers shared by the runners and the sweeps."""
+"""Small file helpers shared by the platform and the worlds: atomic text files, figures."""
 
 from __future__ import annotations
 
@@ -12,3 +12,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as ``path`` (its folder created) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

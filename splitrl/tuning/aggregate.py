@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from splitrl import worlds
+from splitrl.core.files import save_figure
 from splitrl.tuning.spec import eval_metrics, fmt_value, train_metrics
 
 
@@ -146,8 +147,7 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
         ax.legend(fontsize=8)
         ax.set_title(f"{spec['name']}: {metric} vs {xkey.split('.')[-1]}")
         path = out_dir / f"fig_{metric}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths
 

@@ -70,7 +70,7 @@ def _trainable(spec: dict):
     )
 
 
-def _scheduler(spec: dict):
+def make_scheduler(spec: dict):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = spec["scheduler"]
@@ -102,13 +102,13 @@ def _parent_params(spec: dict) -> dict[str, str]:
     }
 
 
-def _saved_spec(spec: dict) -> dict:
+def saved_spec(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if k != "points"}
 
 
 def _check_resume(spec: dict, out: Path) -> None:
     saved = yaml.safe_load((out / "sweep.yaml").read_text())
-    mine, theirs = spec_fingerprint(_saved_spec(spec)), spec_fingerprint(saved)
+    mine, theirs = spec_fingerprint(saved_spec(spec)), spec_fingerprint(saved)
     for key in mine:
         if yaml.safe_dump(mine[key], sort_keys=True) != yaml.safe_dump(theirs[key], sort_keys=True):
             raise ConfigError(
@@ -176,7 +176,7 @@ def run_sweep(
         raise ConfigError("--mlflow-uri", f"cannot use the MLflow tracking store {uri!r}: {exc}") from None
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
-        (out / "sweep.yaml").write_text(yaml.safe_dump(_saved_spec(spec), sort_keys=False))
+        (out / "sweep.yaml").write_text(yaml.safe_dump(saved_spec(spec), sort_keys=False))
     tracking.start_parent(spec, _parent_params(spec))
     state.save()
     status = "FAILED"
@@ -204,7 +204,7 @@ def run_sweep(
                 tune_config=tune.TuneConfig(
                     metric=spec["metric"],
                     mode=spec["mode"],
-                    scheduler=_scheduler(spec),
+                    scheduler=make_scheduler(spec),
                     num_samples=spec["num_samples"],
                     max_concurrent_trials=max_conc,
                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}",

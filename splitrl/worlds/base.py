@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from splitrl.core.errors import ConfigError
+from splitrl.core.files import save_figure
 from splitrl.core.schema import NonNegativeInt, PositiveInt, Section, explain_section, key, validate_section
 
 
@@ -287,10 +288,7 @@ class BaseWorld:
             ax.grid(axis="y", alpha=0.3)
         ev = comparison.get("evaluation", {})
         fig.suptitle(f"{comparison.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        save_figure(fig, path)
 
     # ---- metrics ------------------------------------------------------------------------------
     def metric(self, key: str) -> Metric:

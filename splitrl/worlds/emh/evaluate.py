@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitrl.core.files import save_figure
 from splitrl.worlds.base import Policy
 from splitrl.worlds.emh.env import step_system
 from splitrl.worlds.emh.scenario import make_emh_scenario
@@ -73,7 +74,6 @@ def summarize(results: dict[str, dict], scenario: dict, evaluation: dict) -> dic
 
 def plot_emh(result: dict, path) -> None:
     """Bar charts in the shape of the paper's Fig. 6: reward, total latency, energy, waiting."""
-    from pathlib import Path
 
     import matplotlib
 
@@ -102,7 +102,4 @@ def plot_emh(result: dict, path) -> None:
         f"{result.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes, "
         f"{ev.get('fixed_tasks', '?')} tasks per device"
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from splitrl.core.files import save_figure
 from splitrl.worlds.base import Policy
 from splitrl.worlds.lyappo.env import make_lyappo_env
 
@@ -107,7 +108,4 @@ def plot(result: dict, path: str | Path) -> None:
     axes[1].legend()
     ev = result.get("evaluation", {})
     fig.suptitle(f"{result.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

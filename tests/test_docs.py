@@ -29,3 +29,15 @@ def test_relative_links_in_the_readme_and_docs_resolve():
             if path and not (f.parent / path).exists():
                 missing.append(f"{f.relative_to(ROOT)} -> {target}")
     assert not missing, missing
+
+
+def test_the_env_cards_examples_run():
+    """The ``Examples`` of the envs' docstring cards are doctests."""
+    import doctest
+
+    import splitrl.worlds.emh.env
+    import splitrl.worlds.lyappo.env
+
+    for module in (splitrl.worlds.lyappo.env, splitrl.worlds.emh.env):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

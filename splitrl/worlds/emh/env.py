@@ -1,7 +1,25 @@
 """Agent interfaces to the EMH-PPO world (:mod:`splitrl.worlds.emh.system`): RLlib, PettingZoo, single agent.
 
-Config keys besides the scenario's: ``reward_scale`` and ``reward_clip`` shape the reward the
-learner sees (see :func:`learner_reward`; the infos keep the raw eq. (8) reward).
+* **Agents** -- ``md_0 .. md_{N-1}``, one per device; all observe the global state.
+* **Action** (per device) -- one flat ``Box`` read as a hybrid action: category indices first
+  (``task`` MDP: window size ``W - 1``, then ``(s - 1, c, m)`` for each of the ``max_window``
+  task slots; ``time`` MDP: ``(s - 1, c, m)``), then one real per task slot mapped to the power
+  ``P = p_limit_w * max(sigmoid(a), p_floor)`` (:mod:`.actions`).
+* **Step** -- ``task``: one task window, the ``x``-th tasks of all devices side by side
+  (co-channel interference and server contention among them), lasting until the slowest device
+  is done; ``time``: one slot of ``slot_ms`` (tasks run on across slots).
+* **Observation** -- ``float32``: remaining tasks ``X_n / task_mean`` (``queue_obs_cap``:
+  ``min(X_n, cap) / cap``) and distances ``d_n / distance_max_m`` of all devices, with
+  ``observe_gain`` each device's uplink gain in dB / 60, and for ``time`` each device's residual
+  busy time in slots.
+* **Reward** -- shared by all agents: eq. (8) per window, ``-((T + alpha L_wait) / W + beta / N *
+  E / W)``; ``time``: ``-(tau 1[tasks left] + beta / N * E_slot)``.  The learner sees it times
+  ``reward_scale``, compressed above ``reward_clip`` (:func:`learner_reward`); infos keep it raw.
+* **Termination** -- when every task is done; ``time`` episodes truncate at ``max_steps``.
+* **Info** -- below.
+
+Config keys besides the scenario's: ``reward_scale``, ``reward_clip`` and ``action_mode``
+(``joint``: :class:`EMHJointEnv`).
 
 * :class:`EMHMultiAgentEnv` -- RLlib ``MultiAgentEnv``, agents ``md_0 .. md_{N-1}`` (registered as
   ``splitrl/EMH-v0`` with RLlib's env registry by ``EMHWorld.register_rllib_envs``); every agent observes the global
@@ -14,6 +32,17 @@ Every step's info (for every agent) holds ``time_s`` (window or slot duration), 
 (all devices), ``tasks`` (tasks run), ``idle_s`` (device idle time waiting for the window's
 slowest device), ``device_share`` (mean share of the MACs run on devices), ``window`` and
 ``episode`` (the running totals of ``reward``, ``time_s``, ``energy_j``, ``tasks``, ``idle_s``).
+
+Examples
+--------
+>>> from splitrl.worlds.emh.env import EMHMultiAgentEnv
+>>> env = EMHMultiAgentEnv({"l0_s": 0.0086, "fixed_tasks": 2})
+>>> obs, infos = env.reset(seed=0)
+>>> sorted(obs), obs["md_0"].shape
+(['md_0', 'md_1', 'md_2'], (9,))
+>>> obs, rewards, terminated, truncated, infos = env.step({a: env.action_spaces[a].sample() for a in obs})
+>>> rewards["md_0"] == rewards["md_2"], infos["md_0"]["tasks"] > 0
+(True, True)
 """
 
 from __future__ import annotations

@@ -24,6 +24,17 @@ exact per-slot Lyapunov allocators (Problems 3-5).  :class:`LyaPPOEnv` is the gy
 * **Info** -- ``info["slots"]``: the per-slot trace (backlogs at slot start, allocations, gains,
   energies), plus period totals ``energy_local``, ``energy_tx`` (J per device, summed over
   devices, mean per slot), ``backlog_s`` (seconds of work), ``completed`` and ``latency_s``.
+
+Examples
+--------
+>>> import gymnasium as gym, splitrl
+>>> env = gym.make("splitrl/LyaPPO-v0", config={"num_devices": 2, "episode_periods": 3})
+>>> obs, info = env.reset(seed=0)
+>>> obs.shape, env.action_space
+((40,), MultiDiscrete([3 6 3 6]))
+>>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+>>> bool(reward <= 0), terminated, truncated, info["slots"]["Q_local"].shape
+(True, False, False, (10, 2, 2))
 """
 
 from __future__ import annotations

@@ -62,3 +62,21 @@ def test_old_import_paths_resolve_to_the_moved_code():
     assert agent_ids(2) == ["md_0", "md_1"]
     with pytest.raises(ModuleNotFoundError):
         import splitrl.envs.no_such_module  # noqa: F401
+
+
+def test_an_old_config_yaml_loses_only_the_other_worlds_keys_at_their_old_defaults():
+    """A run directory's old config.yaml held every world's keys at their defaults; those are
+    dropped.  The same key with any other value is still an unknown key of this world."""
+    from splitrl.core.errors import ConfigError
+    from splitrl.platform.config import resolve_config
+
+    cfg = resolve_config({"algorithm": {"embed": [512, 256], "slot_masking": False}, "evaluation": {"fixed_tasks": 50}})
+    assert "embed" not in cfg["algorithm"] and "fixed_tasks" not in cfg["evaluation"]
+    for section, key, value in [("algorithm", "embed", [8]), ("evaluation", "fixed_tasks", 7)]:
+        with pytest.raises(ConfigError) as err:
+            resolve_config({section: {key: value}})
+        assert err.value.key == f"{section}.{key}" and "unknown key" in str(err.value)
+    emh = {"scenario": {"world": "emh", "l0_s": 0.01}}
+    assert "actor_lr" not in resolve_config({**emh, "algorithm": {"actor_lr": 1.0e-4}})["algorithm"]
+    with pytest.raises(ConfigError, match="algorithm.actor_lr: unknown key"):
+        resolve_config({**emh, "algorithm": {"actor_lr": 3.0e-4}})

@@ -15,15 +15,6 @@ from splitrl import worlds
 from splitrl.core.files import atomic_write_text
 
 
-def progress_text(world, m: dict) -> str:
-    """``energy 0.296 mJ/slot, backlog 0.391 s``: the world's progress metrics present in ``m``."""
-    return ", ".join(
-        f"{x.key} {x.show(m[x.key])}" + (f" {x.unit}" if x.unit else "")
-        for x in world.metrics
-        if x.progress and x.key in m
-    )
-
-
 def compare(policies: Iterable, cfg: dict, progress: Callable[[str], None] | None = None) -> dict:
     """``{"policies": {name: metrics}, "scenario": ..., "evaluation": ...}`` on common seeded episodes."""
     world = worlds.of(cfg)
@@ -35,7 +26,7 @@ def compare(policies: Iterable, cfg: dict, progress: Callable[[str], None] | Non
         m["wall_s"] = time.perf_counter() - t0
         results[policy.name] = m
         if progress:
-            progress(f"{policy.name}: {progress_text(world, m)} ({m['wall_s']:.1f} s)")
+            progress(f"{policy.name}: {world.progress_text(m)} ({m['wall_s']:.1f} s)")
     results = world.summarize(results, sc, ev)
     return {"policies": results, "scenario": sc, "evaluation": {k: ev.get(k) for k in world.evaluation_record_keys}}
 

@@ -50,11 +50,7 @@ class Progress:
             return
         total = f"/{stop['iterations']}" if stop.get("iterations") else ""
         ret = format(m["episode_return_mean"], ".1f") if "episode_return_mean" in m else "-"
-        body = "  ".join(
-            f"{x.key} {x.show(m.get(x.key))}" + (f" {x.unit}" if x.unit else "")
-            for x in self.world.metrics
-            if x.progress and x.train
-        )
+        body = self.world.progress_text(m, training=True, sep="  ")
         line = (
             f"iter {it}{total}  steps {int(m['env_steps']):,}  {m['env_steps_per_s']:,.0f} steps/s  "
             f"return {ret}  {body}  {m['time_s']:.0f} s"

@@ -297,6 +297,14 @@ class BaseWorld:
                 return m
         raise KeyError(key)
 
+    def progress_text(self, values: Mapping[str, Any], *, training: bool = False, sep: str = ", ") -> str:
+        """The progress metrics of ``values``, e.g. ``energy 0.296 mJ/slot, backlog 0.391 s``; for a
+        training iteration the ones logged every iteration, ``-`` where one is missing."""
+        shown = [m for m in self.metrics if m.progress and (m.train or not training)]
+        if not training:
+            shown = [m for m in shown if m.key in values]
+        return sep.join(f"{m.key} {m.show(values.get(m.key))}" + (f" {m.unit}" if m.unit else "") for m in shown)
+
     def train_metric_keys(self) -> tuple[str, ...]:
         """What a training iteration reports besides the return (the sweep's choices of metric)."""
         return tuple(m.key for m in self.metrics if m.train)

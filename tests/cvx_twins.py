@@ -140,3 +140,60 @@ def cvx_edge_cpu(Q, *, tau, f_max):
     _solve(prob)
     f = _project(u.value * s, Q / tau, f_max)
     return f, edge_objective(Q, f, tau=tau)
+
+
+# ---- LyMDO (P3, P4, P5) ------------------------------------------------------------------------------
+@cache
+def _ue_cpu_problem():
+    f = cp.Variable()  # GHz
+    a = cp.Parameter(nonneg=True)
+    k = cp.Parameter(nonneg=True)
+    c = cp.Parameter(nonneg=True)
+    fmax = cp.Parameter(nonneg=True)
+    prob = cp.Problem(cp.Minimize(a * cp.square(f) + k * (cp.inv_pos(f) + cp.inv_pos(f - c))), [f <= fmax, f >= c])
+    return prob, f, (a, k, c, fmax)
+
+
+def cvx_ue_cpu(Q, d, lam, *, V, kappa, f_max, tau=1.0, energy_unit=1.0):
+    """P3 for one UE with ``d > 0``: the optimal CPU in cycles/s (solved in GHz)."""
+    prob, f, (a, k, c, fmax) = _ue_cpu_problem()
+    g = 1e9
+    a.value = Q * kappa * d * lam * tau / energy_unit * g**2
+    k.value = V * d / 2 / g
+    c.value = lam * d / g
+    fmax.value = f_max / g
+    _solve(prob)
+    return float(np.clip(f.value, c.value * (1 + 1e-12), fmax.value)) * g
+
+
+def cvx_edge_cpu_sqrt(d, *, f_max):
+    """P4 over the UEs with ``d > 0``: shares in cycles/s and the objective ``sum d / f``."""
+    d = np.asarray(d, dtype=float)
+    on = d > 0
+    if not on.any():
+        return np.zeros_like(d), 0.0
+    dn = d[on] / d[on].max()
+    f = cp.Variable(int(on.sum()), nonneg=True)
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(dn, cp.inv_pos(f)))), [cp.sum(f) <= 1.0])
+    _solve(prob)
+    out = np.zeros_like(d)
+    out[on] = _project(f.value, np.ones(len(dn)), 1.0) * f_max
+    return out, float(np.sum(d[on] / out[on]))
+
+
+def cvx_bandwidth(w, s, *, bandwidth_hz):
+    """P5 over the UEs with ``w > 0``: shares and the objective ``sum w / R`` (``R`` in bit/s)."""
+    w, s = np.asarray(w, dtype=float), np.asarray(s, dtype=float)
+    on = (w > 0) & (s > 0)
+    if not on.any():
+        return np.zeros_like(w), 0.0
+    wn, sn = w[on] / w[on].max(), s[on]
+    a = cp.Variable(int(on.sum()), nonneg=True)
+    rate = -cp.rel_entr(a, a + sn)  # alpha ln(1 + s / alpha), concave
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(wn, cp.inv_pos(rate)))), [cp.sum(a) <= 1.0])
+    _solve(prob)
+    out = np.zeros_like(w)
+    out[on] = _project(a.value, np.ones(len(wn)), 1.0)
+    with np.errstate(divide="ignore"):
+        rates = out[on] * bandwidth_hz * np.log1p(sn / out[on]) / np.log(2.0)
+    return out, float(np.sum(w[on] / rates))

@@ -75,3 +75,37 @@ def test_partition_table_is_well_formed(model):
 def test_cached_profiles_equal_a_fresh_trace():
     for model in ("alexnet", "resnet18", "mobilenet_v2"):
         assert trace_profile(model) == load_profile(model)
+
+
+#: torchvision's parameter counts (``sum(p.numel() for p in model.parameters())``, its docs' num_params)
+PUBLISHED_PARAMS = {
+    "alexnet": 61_100_840,
+    "vgg16": 138_357_544,
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
+    "mobilenet_v2": 3_504_872,
+    "googlenet": 6_624_904,
+}
+
+
+@pytest.mark.parametrize("model", sorted(PUBLISHED_PARAMS))
+def test_profiles_hold_every_parameter_once(model):
+    """Per-operator parameter bytes (BatchNorm's folded into its producer) add up to torchvision's
+    parameter count, and the last layer-level point holds them all on the device."""
+    prof = load_profile(model)
+    assert sum(n["param_bytes"] for n in prof["nodes"]) == 4 * PUBLISHED_PARAMS[model]
+    pts = prof["layer_points"]
+    assert pts[0]["device_param_bytes"] == 0 and pts[-1]["device_param_bytes"] == 4 * PUBLISHED_PARAMS[model]
+    assert all(a["device_param_bytes"] <= b["device_param_bytes"] for a, b in zip(pts, pts[1:]))
+
+
+def test_layer_parameters_match_the_paper_layers_of_lymdo():
+    """Parameters per logical layer (AlexNet's 8, ResNet-18's 10; the LyMDO notes' table)."""
+    want = {
+        "alexnet": [23_296, 307_392, 663_936, 884_992, 590_080, 37_752_832, 16_781_312, 4_097_000],
+        "resnet18": [9_536, 73_984, 73_984, 230_144, 295_424, 919_040, 1_180_672, 3_673_088, 4_720_640, 513_000],
+    }
+    for model, per_layer in want.items():
+        cum = [p["device_param_bytes"] / 4 for p in load_profile(model)["layer_points"]]
+        assert [b - a for a, b in zip(cum, cum[1:])] == per_layer, model
+        assert load_profile(model)["layer_points"][-1]["out_bytes"] == 4000  # the 1000 logits, float32

@@ -1,7 +1,7 @@
 """The contract every world keeps with the platform, checked for every registered world.
 
 Parametrised over ``splitrl.worlds.names()`` after importing every package under
-``tests/worlds/`` (each registers itself), so a new world -- in ``splitrl/worlds/`` or as a
+``tests/plugin_worlds/`` (each registers itself), so a new world -- in ``splitrl/worlds/`` or as a
 plug-in -- gets these checks without an edit here.
 """
 
@@ -20,9 +20,9 @@ from splitrl import worlds
 from splitrl.core.errors import ConfigError
 from splitrl.platform.config import explain, resolve_config
 
-for _pkg in sorted((Path(__file__).parent / "worlds").iterdir()):
+for _pkg in sorted((Path(__file__).parent / "plugin_worlds").iterdir()):
     if (_pkg / "__init__.py").is_file():
-        importlib.import_module(f"worlds.{_pkg.name}")
+        importlib.import_module(f"plugin_worlds.{_pkg.name}")
 
 NAMES = worlds.names()
 

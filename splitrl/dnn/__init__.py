@@ -48,6 +48,7 @@ PUBLISHED_GMACS = {
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
 FEATURE_BYTES = 4  # float32 activations
+PARAM_BYTES = 4  # float32 parameters
 
 # Operators folded into their producer (no MACs counted, the cut moves past them).
 _FOLD_MODULES = (
@@ -112,6 +113,13 @@ def _macs(node, modules) -> float:
     return 0.0
 
 
+def _param_bytes(node, modules) -> float:
+    """Bytes of the parameters a module node holds (float32; buffers such as BN statistics left out)."""
+    if node.op != "call_module":
+        return 0.0
+    return float(sum(p.numel() for p in modules[node.target].parameters(recurse=False))) * PARAM_BYTES
+
+
 def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE) -> dict:
     """Trace ``torchvision.models.<model>(weights=None)`` into a profile dict (see module doc)."""
     import torch
@@ -143,6 +151,7 @@ def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
                 "name": "input",
                 "op": "input",
                 "macs": 0.0,
+                "param_bytes": 0.0,
                 "out_bytes": float(np.prod(tm.shape)) * FEATURE_BYTES,
                 "parents": [],
             }
@@ -158,6 +167,7 @@ def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
         foldable = op in _FOLD_MODULES or op in _FOLD_FUNCTIONS
         if foldable and len(parents) == 1 and node.op != "placeholder":
             host = index[parents[0]]
+            host["param_bytes"] += _param_bytes(node, modules)  # e.g. a BatchNorm's weight and bias
             if tm is not None and hasattr(tm, "shape"):
                 host["out_bytes"] = float(np.prod(tm.shape)) * FEATURE_BYTES
             alias[node] = host
@@ -166,6 +176,7 @@ def trace_profile(model: str, input_shape: tuple[int, ...] = DEFAULT_INPUT_SHAPE
             "name": node.name,
             "op": op,
             "macs": _macs(node, modules),
+            "param_bytes": _param_bytes(node, modules),
             "out_bytes": float(np.prod(tm.shape)) * FEATURE_BYTES if tm is not None else 0.0,
             "parents": parents,
         }
@@ -201,16 +212,21 @@ def chain_partition_points(nodes: list[dict]) -> list[dict]:
     for n in nodes:
         for p in n["parents"]:
             last_use[p] = max(last_use[p], pos[n["name"]])
-    points = [{"cut": ["input"], "device_macs": 0.0, "tx_bytes": nodes[0]["out_bytes"]}]
-    device = 0.0
+    points = [{"cut": ["input"], "device_macs": 0.0, "tx_bytes": nodes[0]["out_bytes"], "device_param_bytes": 0.0,
+               "out_bytes": nodes[0]["out_bytes"]}]
+    device = params = 0.0
     for i, n in enumerate(nodes[1:], start=1):
         device += n["macs"]
+        params += n.get("param_bytes", 0.0)
         live = [m["name"] for m in nodes[: i + 1] if last_use[m["name"]] > i]
         if i == len(nodes) - 1 or len(live) != 1 or live[0] != n["name"]:
             continue
-        points.append({"cut": [n["name"]], "device_macs": device, "tx_bytes": n["out_bytes"]})
+        points.append({"cut": [n["name"]], "device_macs": device, "tx_bytes": n["out_bytes"],
+                       "device_param_bytes": params, "out_bytes": n["out_bytes"]})
     total = sum(n["macs"] for n in nodes)
-    points.append({"cut": [nodes[-1]["name"]], "device_macs": total, "tx_bytes": 0.0})
+    points.append({"cut": [nodes[-1]["name"]], "device_macs": total, "tx_bytes": 0.0,
+                   "device_param_bytes": sum(n.get("param_bytes", 0.0) for n in nodes),
+                   "out_bytes": nodes[-1]["out_bytes"]})
     merged: list[dict] = []
     for p in points:
         if merged and p["device_macs"] == merged[-1]["device_macs"] and p["tx_bytes"] > 0:
@@ -220,10 +236,8 @@ def chain_partition_points(nodes: list[dict]) -> list[dict]:
         merged.append(p)
     for k, p in enumerate(merged):
         p["index"] = k
-    return [
-        {"index": p["index"], "cut": p["cut"], "device_macs": p["device_macs"], "tx_bytes": p["tx_bytes"]}
-        for p in merged
-    ]
+    keys = ("index", "cut", "device_macs", "tx_bytes", "device_param_bytes", "out_bytes")
+    return [{k: p[k] for k in keys} for p in merged]
 
 
 def _cache_dir() -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from plugin_worlds.toy.env import ToyEnv
 from splitrl.rl.checkpoint import load_rl_module
 from splitrl.rl.ppo import ppo_training
 from splitrl.worlds.base import Policy
-from worlds.toy.env import ToyEnv
 
 
 class ToyMetrics(RLlibCallback):

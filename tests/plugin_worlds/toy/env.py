@@ -14,7 +14,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from worlds.toy import ToyScenario
+from plugin_worlds.toy import ToyScenario
 
 
 class ToyEnv(gym.Env):

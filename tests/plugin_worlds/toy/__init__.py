@@ -4,7 +4,7 @@ N devices each get one task per step and either run it locally or offload it to 
 server (the server's CPU is split evenly among the devices that offload).  Nothing outside this
 folder names it: importing this package registers it (``splitrl.worlds.register``), and the
 platform -- config, ``train``, ``compare``, checkpoints, sweeps -- reaches it only through the
-world protocol.  ``tests/test_world_contract.py`` imports every package under ``tests/worlds/``.
+world protocol.  ``tests/test_world_contract.py`` imports every package under ``tests/plugin_worlds/``.
 """
 
 from __future__ import annotations
@@ -48,14 +48,18 @@ class ToyWorld(BaseWorld):
         Metric("offload", "1", "share of tasks offloaded", fmt=".2f", train=True),
         Metric("reward", "1", "episode return", fmt=".2f", higher_is_better=True),
     )
-    algorithms = (Algorithm("toy-ppo", "Toy-PPO", "worlds.toy.algorithms:build", "worlds.toy.algorithms:load_policy"),)
+    algorithms = (
+        Algorithm(
+            "toy-ppo", "Toy-PPO", "plugin_worlds.toy.algorithms:build", "plugin_worlds.toy.algorithms:load_policy"
+        ),
+    )
     algorithm_schema = ToyAlgorithmSection
     baselines = {
-        "Local-only": "worlds.toy.policies:local_only",
-        "Edge-only": "worlds.toy.policies:edge_only",
-        "Random": "worlds.toy.policies:random_choice",
+        "Local-only": "plugin_worlds.toy.policies:local_only",
+        "Edge-only": "plugin_worlds.toy.policies:edge_only",
+        "Random": "plugin_worlds.toy.policies:random_choice",
     }
-    gym_envs = {"splitrl-tests/Toy-v0": "worlds.toy.env:ToyEnv"}
+    gym_envs = {"splitrl-tests/Toy-v0": "plugin_worlds.toy.env:ToyEnv"}
     smoke_config = {
         "scenario": {"episode_steps": 5},
         "algorithm": {"train_batch_size": 20, "minibatch_size": 10, "num_epochs": 1},
@@ -75,11 +79,11 @@ class ToyWorld(BaseWorld):
         return explain_section(ToyScenario)
 
     def evaluate(self, policy, scenario, evaluation):
-        from worlds.toy.env import evaluate
+        from plugin_worlds.toy.env import evaluate
 
         return evaluate(policy, scenario, evaluation)
 
 
 WORLD = ToyWorld()
-worlds.register("toy", "worlds.toy:WORLD")
+worlds.register("toy", "plugin_worlds.toy:WORLD")
 WORLD.register_gym_envs()

@@ -27,7 +27,7 @@ MOVED: dict[str, tuple[str, dict[str, str]]] = {
     "splitrl.envs.scenario": (f"{_W}.lyappo.scenario", {"ScenarioError": "splitrl.core.errors:ScenarioError"}),
     "splitrl.envs.queues": (f"{_W}.lyappo.queues", {}),
     "splitrl.envs.allocators": (f"{_W}.lyappo.allocators", {}),
-    "splitrl.envs.channel": (f"{_W}.lyappo.channel", {}),
+    "splitrl.envs.channel": ("splitrl.physics.channel", {}),
     "splitrl.envs.energy": (f"{_W}.lyappo.energy", {}),
     "splitrl.envs.dnn": ("splitrl.dnn", {}),
     "splitrl.envs.dag": ("splitrl.dnn.dag", {}),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from splitrl.dnn import MODELS, PUBLISHED_GMACS, load_profile, partition_table, trace_profile
-from splitrl.worlds.lyappo.channel import (
+from splitrl.physics.channel import (
     average_gain,
     dbm_per_hz_to_w_per_hz,
     power_for_rate,

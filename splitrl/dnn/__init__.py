@@ -212,8 +212,15 @@ def chain_partition_points(nodes: list[dict]) -> list[dict]:
     for n in nodes:
         for p in n["parents"]:
             last_use[p] = max(last_use[p], pos[n["name"]])
-    points = [{"cut": ["input"], "device_macs": 0.0, "tx_bytes": nodes[0]["out_bytes"], "device_param_bytes": 0.0,
-               "out_bytes": nodes[0]["out_bytes"]}]
+    points = [
+        {
+            "cut": ["input"],
+            "device_macs": 0.0,
+            "tx_bytes": nodes[0]["out_bytes"],
+            "device_param_bytes": 0.0,
+            "out_bytes": nodes[0]["out_bytes"],
+        }
+    ]
     device = params = 0.0
     for i, n in enumerate(nodes[1:], start=1):
         device += n["macs"]
@@ -221,12 +228,25 @@ def chain_partition_points(nodes: list[dict]) -> list[dict]:
         live = [m["name"] for m in nodes[: i + 1] if last_use[m["name"]] > i]
         if i == len(nodes) - 1 or len(live) != 1 or live[0] != n["name"]:
             continue
-        points.append({"cut": [n["name"]], "device_macs": device, "tx_bytes": n["out_bytes"],
-                       "device_param_bytes": params, "out_bytes": n["out_bytes"]})
+        points.append(
+            {
+                "cut": [n["name"]],
+                "device_macs": device,
+                "tx_bytes": n["out_bytes"],
+                "device_param_bytes": params,
+                "out_bytes": n["out_bytes"],
+            }
+        )
     total = sum(n["macs"] for n in nodes)
-    points.append({"cut": [nodes[-1]["name"]], "device_macs": total, "tx_bytes": 0.0,
-                   "device_param_bytes": sum(n.get("param_bytes", 0.0) for n in nodes),
-                   "out_bytes": nodes[-1]["out_bytes"]})
+    points.append(
+        {
+            "cut": [nodes[-1]["name"]],
+            "device_macs": total,
+            "tx_bytes": 0.0,
+            "device_param_bytes": sum(n.get("param_bytes", 0.0) for n in nodes),
+            "out_bytes": nodes[-1]["out_bytes"],
+        }
+    )
     merged: list[dict] = []
     for p in points:
         if merged and p["device_macs"] == merged[-1]["device_macs"] and p["tx_bytes"] > 0:

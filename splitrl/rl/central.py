@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
+from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian, TorchMultiCategorical
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
@@ -27,7 +27,9 @@ from splitrl.rl.nets import init_bias, mlp
 
 
 class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
-    """Actor-critic RLModule for the central agent (MultiDiscrete or hybrid flat-Box actions)."""
+    """Actor-critic RLModule for a central agent: MultiDiscrete actions (categoricals), a flat Box
+    read as a hybrid action (``model_config["discrete_nvec"]``), or a plain Box (a diagonal
+    Gaussian with a learned state-independent log-std)."""
 
     def setup(self):
         cfg = self.model_config or {}
@@ -43,6 +45,10 @@ class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
             self.nvec = [int(n) for n in cfg["discrete_nvec"]]
             self.num_continuous = int(np.prod(space.shape)) - len(self.nvec)
             self.action_dist_cls = hybrid_dist_cls(self.nvec, self.num_continuous, cfg.get("action_gates"))
+        elif isinstance(space, gym.spaces.Box):
+            self.nvec = []
+            self.num_continuous = int(np.prod(space.shape))
+            self.action_dist_cls = TorchDiagGaussian
         else:
             raise ValueError(f"CentralPPOModule: unsupported action space {space}")
         out = sum(self.nvec) + self.num_continuous

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _WORLDS: dict[str, str] = {
     "lyappo": "splitrl.worlds.lyappo:WORLD",
     "emh": "splitrl.worlds.emh:WORLD",
+    "lymdo": "splitrl.worlds.lymdo:WORLD",
 }
 #: the world of a config without ``scenario.world``
 DEFAULT = "lyappo"

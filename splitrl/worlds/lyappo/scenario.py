@@ -20,8 +20,7 @@ from pydantic import ConfigDict
 from splitrl.core.errors import ConfigError, ScenarioError
 from splitrl.core.schema import Float, NonNegativeFloat, PositiveFloat, PositiveInt, Section, key, parse_section
 from splitrl.dnn import available_models, partition_table
-
-from .channel import average_gain, dbm_per_hz_to_w_per_hz
+from splitrl.physics.channel import average_gain, dbm_per_hz_to_w_per_hz
 
 
 class LyaPPOScenario(Section):

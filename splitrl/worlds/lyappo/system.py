@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from splitrl.physics.channel import shannon_rate
+
 from .allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission
-from .channel import shannon_rate
 from .energy import local_energy, transmission_energy
 from .queues import TaskPipeline
 from .scenario import LyaPPOScenario

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from cvx_twins import cvx_edge_cpu, cvx_local_cpu, cvx_transmission, edge_objective, local_objective, tx_objective
 
+from splitrl.physics.channel import shannon_rate
 from splitrl.worlds.lyappo.allocators import allocate_edge_cpu, allocate_local_cpu, allocate_transmission
-from splitrl.worlds.lyappo.channel import shannon_rate
 
 N_INSTANCES = 1200
 REL_GAP = 1e-6

@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import splitrl  # noqa: F401  (registers splitrl/LyaPPO-v0)
 from splitrl.core.errors import ScenarioError
-from splitrl.worlds.lyappo.channel import shannon_rate
+from splitrl.physics.channel import shannon_rate
 from splitrl.worlds.lyappo.env import LyaPPOEnv
 from splitrl.worlds.lyappo.scenario import SCENARIO_KEYS
 

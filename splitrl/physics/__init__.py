@@ -1,0 +1,1 @@
+"""Radio formulas shared by the worlds (free-space mean gain, Rayleigh fading, Shannon rate), SI units."""

@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_allocators.py
 	$(BIN)/python benchmarks/bench_env.py
 	$(BIN)/python benchmarks/bench_emh.py
+	$(BIN)/python benchmarks/bench_lymdo.py
 	$(BIN)/python benchmarks/bound_emh.py
 	$(BIN)/python benchmarks/bench_scaling.py
 

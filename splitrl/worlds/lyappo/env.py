@@ -45,6 +45,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from splitrl.rl.vector_env import BatchedVectorEnv
+
 from .scenario import make_scenario
 from .system import LyaPPOFeatures, LyaPPOSystem
 
@@ -178,7 +180,7 @@ class LyaPPOContinuousEnv(LyaPPOEnv):
         return continuous_to_partition(actions, self.partition_nvec)
 
 
-class LyaPPOVectorEnv(gym.vector.VectorEnv):
+class LyaPPOVectorEnv(BatchedVectorEnv):
     """``num_envs`` LyaPPO envs stepped as one batched system (gymnasium ``VectorEnv``).
 
     Same spaces, observation, reward and per-step info scalars as :class:`LyaPPOEnv` (the per-slot
@@ -190,7 +192,6 @@ class LyaPPOVectorEnv(gym.vector.VectorEnv):
     ``gym_env_vectorize_mode="vector_entry_point"``.
     """
 
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
     INFO_KEYS = (
         "energy_local",
         "energy_tx",
@@ -232,22 +233,13 @@ class LyaPPOVectorEnv(gym.vector.VectorEnv):
         self.period = 0
         self._needs_reset = False
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None or self._rng is None:
-            self._rng = np.random.default_rng(seed)
-        self.system = LyaPPOSystem(self.scenario, self._rng, batch=self.num_envs)
+    def start(self, rng):
+        self.system = LyaPPOSystem(self.scenario, rng, batch=self.num_envs)
         self.period = 0
-        self._needs_reset = False
-        return self.features.observe(self.system, None), {}
+        return self.features.observe(self.system, None)
 
-    def step(self, actions):
-        if self.system is None:
-            raise RuntimeError("call reset() before step()")
+    def advance(self, actions):
         B = self.num_envs
-        if self._needs_reset:
-            obs, _ = self.reset()
-            zeros = np.zeros(B, dtype=bool)
-            return obs, np.zeros(B), zeros, zeros.copy(), {}
         s = self.scenario
         shape = (B, s.num_devices, s.services_per_device)
         allocation = None
@@ -266,15 +258,8 @@ class LyaPPOVectorEnv(gym.vector.VectorEnv):
         info = {k: parts[k] for k in self.INFO_KEYS if k in parts}
         info["completed"] = out["completed"].sum((1, 2))
         info["latency_s"] = out["latency_slots"].sum((1, 2)) * s.slot_seconds
-        truncated = np.full(B, self.period >= s.episode_periods)
-        self._needs_reset = bool(truncated[0])
-        return (
-            self.features.observe(self.system, out["slots"]),
-            reward * self.reward_scale,
-            np.zeros(B, dtype=bool),
-            truncated,
-            info,
-        )
+        last = self.period >= s.episode_periods
+        return self.features.observe(self.system, out["slots"]), reward * self.reward_scale, last, info
 
 
 def make_lyappo_env(env_config: Mapping[str, Any] | None = None):

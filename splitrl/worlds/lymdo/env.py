@@ -40,6 +40,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from splitrl.rl.vector_env import BatchedVectorEnv
+
 from .scenario import LyMDOScenario, make_lymdo_scenario
 from .system import LyMDOSystem
 
@@ -136,12 +138,10 @@ class LyMDOEnv(gym.Env):
         return self.system.observe()[0], float(out["reward"][0]) * self.reward_scale, False, truncated, info
 
 
-class LyMDOVectorEnv(gym.vector.VectorEnv):
+class LyMDOVectorEnv(BatchedVectorEnv):
     """``num_envs`` LyMDO envs stepped as one batched system (gymnasium ``VectorEnv``; RLlib's
     ``vector_entry_point``): the same spaces, observation, reward and info scalars as
     :class:`LyMDOEnv`; all sub-envs reset together (NEXT_STEP autoreset, as RLlib expects)."""
-
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int | None = None, **overrides):
         merged = {**dict(config or {}), **overrides}
@@ -160,26 +160,15 @@ class LyMDOVectorEnv(gym.vector.VectorEnv):
         self._rng: np.random.Generator | None = None
         self._needs_reset = False
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None or self._rng is None:
-            self._rng = np.random.default_rng(seed)
-        self.system = LyMDOSystem(self.scenario, self._rng, batch=self.num_envs)
-        self._needs_reset = False
-        return self.system.observe(), {}
+    def start(self, rng):
+        self.system = LyMDOSystem(self.scenario, rng, batch=self.num_envs)
+        return self.system.observe()
 
-    def step(self, actions):
-        if self.system is None:
-            raise RuntimeError("call reset() before step()")
-        B = self.num_envs
-        if self._needs_reset:
-            obs, _ = self.reset()
-            zeros = np.zeros(B, dtype=bool)
-            return obs, np.zeros(B), zeros, zeros.copy(), {}
+    def advance(self, actions):
         out = apply_action(self.system, actions, self.action_mode)
         info = {k: out[k].mean(-1) for k in INFO_KEYS}
-        truncated = np.full(B, self.system.slot >= self.scenario.slots_per_episode)
-        self._needs_reset = bool(truncated[0])
-        return (self.system.observe(), out["reward"] * self.reward_scale, np.zeros(B, dtype=bool), truncated, info)
+        last = self.system.slot >= self.scenario.slots_per_episode
+        return self.system.observe(), out["reward"] * self.reward_scale, last, info
 
 
 def make_lymdo_env(config: Mapping[str, Any] | None = None):

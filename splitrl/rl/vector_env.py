@@ -15,10 +15,18 @@ import numpy as np
 
 class BatchedVectorEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
-    num_envs: int = 1
-    system = None  # the batched simulator, built by start()
-    _rng: np.random.Generator | None = None
-    _needs_reset = False
+
+    def init_batch(self, num_envs: int, single_action_space: gym.Space, single_observation_space: gym.Space) -> None:
+        """Set the sub-env count, the single and batched spaces, and the not-yet-reset state
+        (a subclass's ``__init__`` calls it once)."""
+        self.num_envs = int(num_envs)
+        self.single_action_space = single_action_space
+        self.single_observation_space = single_observation_space
+        self.action_space = gym.vector.utils.batch_space(single_action_space, self.num_envs)
+        self.observation_space = gym.vector.utils.batch_space(single_observation_space, self.num_envs)
+        self.system = None  # the batched simulator, built by start()
+        self._rng: np.random.Generator | None = None
+        self._needs_reset = False
 
     def start(self, rng: np.random.Generator) -> np.ndarray:
         """Build a fresh batched system drawing from ``rng``; the first observations ``(B, ...)``."""

@@ -220,18 +220,11 @@ class LyaPPOVectorEnv(BatchedVectorEnv):
         self.reward_scale = float(merged.pop("reward_scale", 1.0))
         if self.action_mode not in self.SINGLE:
             raise ValueError(f"action_mode must be one of {', '.join(self.SINGLE)}, got {self.action_mode!r}")
-        self.num_envs = int(n or 1)
         self._single = self.SINGLE[self.action_mode](merged)
         self.scenario = self._single.scenario
         self.features = self._single.features
-        self.single_action_space = self._single.action_space
-        self.single_observation_space = self._single.observation_space
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
-        self.system: LyaPPOSystem | None = None
-        self._rng: np.random.Generator | None = None
+        self.init_batch(n or 1, self._single.action_space, self._single.observation_space)
         self.period = 0
-        self._needs_reset = False
 
     def start(self, rng):
         self.system = LyaPPOSystem(self.scenario, rng, batch=self.num_envs)

@@ -145,20 +145,15 @@ class LyMDOVectorEnv(BatchedVectorEnv):
 
     def __init__(self, config: Mapping[str, Any] | None = None, num_envs: int | None = None, **overrides):
         merged = {**dict(config or {}), **overrides}
-        self.num_envs = int(num_envs or merged.get("num_envs") or 1)
         self._single = LyMDOEnv(merged)
         self.scenario, self.action_mode, self.reward_scale = (
             self._single.scenario,
             self._single.action_mode,
             self._single.reward_scale,
         )
-        self.single_action_space = self._single.action_space
-        self.single_observation_space = self._single.observation_space
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
-        self.system: LyMDOSystem | None = None
-        self._rng: np.random.Generator | None = None
-        self._needs_reset = False
+        self.init_batch(
+            num_envs or merged.get("num_envs") or 1, self._single.action_space, self._single.observation_space
+        )
 
     def start(self, rng):
         self.system = LyMDOSystem(self.scenario, rng, batch=self.num_envs)

@@ -150,7 +150,11 @@ def _ue_cpu_problem():
     k = cp.Parameter(nonneg=True)
     c = cp.Parameter(nonneg=True)
     fmax = cp.Parameter(nonneg=True)
-    prob = cp.Problem(cp.Minimize(a * cp.square(f) + k * (cp.inv_pos(f) + cp.inv_pos(f - c))), [f <= fmax, f >= c])
+    slack = cp.Variable()  # f - c, a variable of its own so that the problem stays DPP (k * inv_pos(f - c) is not)
+    prob = cp.Problem(
+        cp.Minimize(a * cp.square(f) + k * (cp.inv_pos(f) + cp.inv_pos(slack))),
+        [f <= fmax, slack == f - c, slack >= 0],
+    )
     return prob, f, (a, k, c, fmax)
 
 

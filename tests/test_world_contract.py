@@ -148,12 +148,16 @@ def test_every_algorithm_trains_checkpoints_reloads_and_evaluates(name, algorith
     """One tiny iteration through ``splitrl train``'s code path: the checkpoint is complete, the
     trained policy reloads from it and the comparison holds every declared metric for it and for
     every baseline."""
+    import torch
+
     from splitrl.platform.checkpoints import latest_checkpoint, load_policy
     from splitrl.platform.train import Progress, train
 
     w = worlds.get(name)
     cfg = resolve_config(smoke(name, algorithm={"name": algorithm}))
+    torch.set_num_threads(2)
     summary = train(cfg, out=tmp_path / "run", progress=Progress(enabled=False))
+    assert torch.get_num_threads() == cfg["resources"]["torch_threads"] == 1  # resources.torch_threads applied
     ckpt = latest_checkpoint(tmp_path / "run")
     assert json.loads((ckpt / "splitrl.json").read_text())["iteration"] == 1
     policy = load_policy(ckpt)

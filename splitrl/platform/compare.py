@@ -17,7 +17,10 @@ from splitrl.core.files import atomic_write_text
 
 def compare(policies: Iterable, cfg: dict, progress: Callable[[str], None] | None = None) -> dict:
     """``{"policies": {name: metrics}, "scenario": ..., "evaluation": ...}`` on common seeded episodes."""
+    from splitrl.platform.config import set_torch_threads
+
     world = worlds.of(cfg)
+    set_torch_threads(cfg)
     sc, ev = cfg["scenario"], cfg["evaluation"]
     results = {}
     for policy in policies:

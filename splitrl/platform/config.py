@@ -51,6 +51,20 @@ class ResourcesSection(Section):
     num_env_runners: int = key(1, "rollout workers (0: sample in the driver)", ge=0)
     num_envs_per_env_runner: PositiveInt = key(16, "batched envs per runner (one vectorised simulator)")
     checkpoint_every: PositiveInt = key(10, "iterations between checkpoints (and always at the end)")
+    torch_threads: PositiveInt = key(
+        1,
+        "torch intra-op threads in this process (its local learner, env runner and evaluation); "
+        "Ray workers get one per CPU they hold. The worlds' small MLPs run fastest on one",
+    )
+
+
+def set_torch_threads(cfg: dict) -> None:
+    """Apply ``resources.torch_threads`` to this process (torch's default, one per core, makes
+    the tiny per-step forward passes and minibatch updates spin: measured 10x slower on 2 cores
+    with two trainings side by side, ``docs/scaling.md``)."""
+    import torch
+
+    torch.set_num_threads(cfg.get("resources", {}).get("torch_threads", 1))
 
 
 #: The sections every world shares, and their schemas.

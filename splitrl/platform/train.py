@@ -30,6 +30,7 @@ from splitrl import worlds
 from splitrl.core.errors import ConfigError
 from splitrl.core.files import atomic_write_text
 from splitrl.platform.checkpoints import checkpoint_state, latest_checkpoint, save_checkpoint
+from splitrl.platform.config import set_torch_threads
 from splitrl.platform.loop import new_state, training_iterations
 from splitrl.platform.tracking import Tracker, git_commit, run_params
 
@@ -184,6 +185,7 @@ def train(
 
     tracker = Tracker(cfg["tracking"], uri_override=mlflow_uri or run_info.get("mlflow_uri"))
     init_ray(cfg, address)
+    set_torch_threads(cfg)
     algo = None
     status = "FAILED"
     try:

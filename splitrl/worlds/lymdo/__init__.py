@@ -28,7 +28,10 @@ class LyMDOAlgorithmSection(PPOSection):
 
     hidden: list[PositiveInt] = key([128, 64], "actor and critic MLP widths", min_length=1)
     activation: Literal["tanh", "relu"] = key("tanh", "activation of the MLPs")
-    lambda_: float = key(1.0, "GAE lambda (1: eq. 16's Monte Carlo advantage)", ge=0, le=1, alias="lambda")
+    gamma: PositiveFloat = key(
+        0.9, "discount (not in the paper; 0.99 learns far slower, docs/assumptions/lymdo.md)", le=1
+    )
+    lambda_: float = key(0.95, "GAE lambda (1: eq. 16's Monte Carlo advantage)", ge=0, le=1, alias="lambda")
     train_batch_size: PositiveInt = key(3200, "env steps (slots) per training iteration")
     minibatch_size: PositiveInt = key(128, "SGD minibatch (slots)")
     reward_scale: PositiveFloat = key(0.1, "rewards seen by the learner are multiplied by this")
@@ -43,6 +46,11 @@ class LyMDOEvaluationSection(EvaluationSection):
         min_length=1,
     )
     greedy_sweeps: PositiveInt = key(3, "Greedy-DPP: coordinate-descent passes over the UEs per slot")
+    slots_per_episode: PositiveInt | None = key(
+        None,
+        "slots per evaluation episode (null: scenario.slots_per_episode); the long-term budgets "
+        "need long horizons, as the virtual queues pay back their start-up transient over time",
+    )
 
 
 class LyMDOWorld(BaseWorld):
@@ -140,8 +148,10 @@ class LyMDOWorld(BaseWorld):
             ("Greedy-DPP", "greedy_dpp"),
         )
     }
-    policy_scenario_keys = ("partition_mapping",)
-    evaluation_record_keys = ("episodes", "seed", "arrival_rates")
+    # the mapping travels with the agent; the training rate process does not enter an evaluation
+    # (constant rates), but arrival_rate_max_per_s scales the observation and must match
+    policy_scenario_keys = ("partition_mapping", "arrival_process", "arrival_rate_min_per_s")
+    evaluation_record_keys = ("episodes", "seed", "arrival_rates", "slots_per_episode")
     gym_envs = {"splitrl/LyMDO-v0": "splitrl.worlds.lymdo.env:LyMDOEnv"}
     smoke_config = {
         "scenario": {"slots_per_episode": 10},

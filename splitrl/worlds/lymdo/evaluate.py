@@ -35,11 +35,15 @@ METRICS = (
 )
 
 
-def run_episodes(policy: Policy, scenario: dict, rate: float, episodes: int, seed: int) -> dict:
-    """The metrics of ``policy`` at the constant arrival ``rate`` over ``episodes`` seeded episodes."""
-    sc = make_lymdo_scenario(
-        {**scenario, **policy.scenario_overrides, "arrival_process": "constant", "arrival_rate_per_s": rate}
-    )
+def run_episodes(
+    policy: Policy, scenario: dict, rate: float, episodes: int, seed: int, slots: int | None = None
+) -> dict:
+    """The metrics of ``policy`` at the constant arrival ``rate`` over ``episodes`` seeded episodes
+    of ``slots`` slots (default the scenario's)."""
+    fixed = {"arrival_process": "constant", "arrival_rate_per_s": rate}
+    if slots:
+        fixed["slots_per_episode"] = slots
+    sc = make_lymdo_scenario({**scenario, **policy.scenario_overrides, **fixed})
     models = np.array(sc.models)
     per_episode, traces = [], []
     for i in range(episodes):
@@ -97,7 +101,14 @@ def evaluate_policy(policy: Policy, scenario: dict, evaluation: dict) -> dict:
     """Every metric at every rate of ``evaluation["arrival_rates"]`` (``by_rate``) and their
     means over the rates at the top level."""
     by_rate = {
-        f"{r:g}": run_episodes(policy, scenario, float(r), evaluation["episodes"], evaluation["seed"])
+        f"{r:g}": run_episodes(
+            policy,
+            scenario,
+            float(r),
+            evaluation["episodes"],
+            evaluation["seed"],
+            evaluation.get("slots_per_episode"),
+        )
         for r in evaluation["arrival_rates"]
     }
     out = {k: float(np.mean([m[k] for m in by_rate.values()])) for k in METRICS}
@@ -142,7 +153,9 @@ def plot(comparison: dict, path) -> None:
         ax.grid(alpha=0.3)
     axes.flat[4].legend(fontsize=8)
     ev = comparison.get("evaluation", {})
+    slots = ev.get("slots_per_episode") or comparison.get("scenario", {}).get("slots_per_episode", "?")
     fig.suptitle(
-        f"{comparison.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes per rate"
+        f"{comparison.get('scenario', {}).get('name', '')}: {ev.get('episodes', '?')} seeded episodes "
+        f"of {slots} slots per rate"
     )
     save_figure(fig, path)

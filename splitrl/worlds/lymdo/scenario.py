@@ -72,10 +72,11 @@ class LyMDOScenario(Section):
     memory_unit_bytes: PositiveFloat = key(1e9, "u_C: the memory queue's unit (C / u_C enters eqs. 9, 11, 14)")
     slot_s: PositiveFloat = key(1.0, "tau: slot length; energies are tau times the per-second rates of eq. (5)")
     slots_per_episode: PositiveInt = key(200, "K: slots per episode (truncation)")
-    arrival_process: Literal["uniform", "constant"] = key(
+    arrival_process: Literal["uniform", "episode", "episode_common", "constant"] = key(
         "uniform",
-        "uniform: every UE's rate drawn from [min, max] every slot (training); constant: "
-        "arrival_rate_per_s for every UE (evaluation)",
+        "uniform: every UE's rate drawn from [min, max] every slot (training); episode: every UE's "
+        "rate drawn from [min, max] once per episode; episode_common: one rate for all UEs drawn "
+        "once per episode; constant: arrival_rate_per_s for every UE (evaluation)",
     )
     arrival_rate_min_per_s: PositiveFloat = key(0.5, "lower end of the uniform arrival rate")
     arrival_rate_max_per_s: PositiveFloat = key(
@@ -85,7 +86,7 @@ class LyMDOScenario(Section):
     input_bits_per_element: PositiveFloat = key(8.0, "raw input as sent (8: an 8-bit camera frame)", unit="bit")
     feature_bits_per_element: PositiveFloat = key(32.0, "intermediate features as sent (32: float32)", unit="bit")
     partition_mapping: Literal["bins", "paper", "categorical"] = key(
-        "bins",
+        "categorical",
         "action -> partition point: bins (L+1 equal bins of tanh), paper (eq. 13's floor), categorical "
         "(one categorical per UE)",
     )
@@ -112,7 +113,7 @@ class LyMDOScenario(Section):
     @property
     def peak_rate_per_s(self) -> float:
         """The largest arrival rate the process can give (C7 must hold at it)."""
-        return self.arrival_rate_max_per_s if self.arrival_process == "uniform" else self.arrival_rate_per_s
+        return self.arrival_rate_per_s if self.arrival_process == "constant" else self.arrival_rate_max_per_s
 
     def tables(self) -> LayerTables:
         return layer_tables(self)
@@ -203,7 +204,7 @@ def make_lymdo_scenario(overrides: Mapping[str, Any] | None = None) -> LyMDOScen
             f"must be <= arrival_rate_max_per_s ({s.arrival_rate_max_per_s}), got {s.arrival_rate_min_per_s}",
         )
     check_stability(
-        s, s.peak_rate_per_s, "arrival_rate_max_per_s" if s.arrival_process == "uniform" else "arrival_rate_per_s"
+        s, s.peak_rate_per_s, "arrival_rate_per_s" if s.arrival_process == "constant" else "arrival_rate_max_per_s"
     )
     return s
 

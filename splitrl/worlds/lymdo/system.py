@@ -60,12 +60,19 @@ class LyMDOSystem:
         self.draw()
 
     def draw(self) -> None:
-        """The next slot's exogenous state: fading ``beta ~ Exp(1)`` and arrival rates."""
+        """The next slot's exogenous state: fading ``beta ~ Exp(1)`` and arrival rates (redrawn
+        every slot under ``uniform``, once per system -- an episode -- under ``episode`` and
+        ``episode_common``)."""
         s, shape = self.scenario, (self.batch, self.scenario.num_ues)
         self.beta = self.rng.exponential(1.0, shape)
-        if s.arrival_process == "uniform":
+        process = s.arrival_process
+        first = self.slot == 0  # drawn in __init__; a new episode is a new system
+        if process == "uniform" or (process == "episode" and first):
             self.rate = self.rng.uniform(s.arrival_rate_min_per_s, s.arrival_rate_max_per_s, shape)
-        else:
+        elif process == "episode_common" and first:
+            common = self.rng.uniform(s.arrival_rate_min_per_s, s.arrival_rate_max_per_s, (self.batch, 1))
+            self.rate = np.repeat(common, s.num_ues, axis=1)
+        elif process == "constant":
             self.rate = np.full(shape, s.arrival_rate_per_s)
 
     def snr(self) -> np.ndarray:

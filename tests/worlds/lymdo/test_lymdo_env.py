@@ -162,15 +162,60 @@ def test_bad_scenarios_name_the_key(overrides, key):
     assert err.value.key == key and f"scenario.{key}" in str(err.value)
 
 
-def test_the_vector_env_equals_the_single_env_and_repeats_under_a_seed():
-    single = LyMDOEnv({"slots_per_episode": 4})
-    vec = LyMDOVectorEnv({"slots_per_episode": 4}, num_envs=1)
+@pytest.mark.parametrize("mapping", ["categorical", "bins"])
+def test_the_vector_env_equals_the_single_env_and_repeats_under_a_seed(mapping):
+    cfg = {"slots_per_episode": 4, "partition_mapping": mapping}
+    single = LyMDOEnv(cfg)
+    vec = LyMDOVectorEnv(cfg, num_envs=1)
     o1, _ = single.reset(seed=5)
     o2, _ = vec.reset(seed=5)
     np.testing.assert_array_equal(o1, o2[0])
-    for y in np.random.default_rng(2).normal(0, 2, (4, 5)):
+    rng = np.random.default_rng(2)
+    actions = rng.integers(0, 9, (4, 5)) if mapping == "categorical" else rng.normal(0, 2, (4, 5))
+    for y in actions:
         a = single.step(y)
         b = vec.step(y[None])
         np.testing.assert_array_equal(a[0], b[0][0])
         assert a[1] == pytest.approx(b[1][0]) and a[3] == bool(b[3][0])
     assert a[3]  # truncated after slots_per_episode
+
+
+@pytest.mark.parametrize("process", ["uniform", "episode", "episode_common"])
+def test_arrival_processes(process):
+    """``uniform`` redraws every UE's rate every slot, ``episode`` once per episode (a new system),
+    ``episode_common`` once per episode and equal over the UEs; all within [min, max]."""
+    s = make_lymdo_scenario({"arrival_process": process, "arrival_rate_min_per_s": 0.7, "arrival_rate_max_per_s": 2.2})
+    rates = []
+    for episode in range(3):
+        system = LyMDOSystem(s, np.random.default_rng(episode), batch=4)
+        seen = [system.rate.copy()]
+        for _ in range(5):
+            system.step(np.full((4, s.num_ues), 3))
+            seen.append(system.rate.copy())
+        rates.append(np.stack(seen))  # (slots, B, N)
+    r = np.stack(rates)
+    assert r.min() >= 0.7 and r.max() <= 2.2
+    changes_in_episode = np.abs(np.diff(r, axis=1)).max()
+    if process == "uniform":
+        assert changes_in_episode > 0.1
+    else:
+        assert changes_in_episode == 0.0
+        assert np.abs(r[0, 0] - r[1, 0]).max() > 0.05  # a new episode draws anew
+        assert np.unique(r[0, 0].round(12)).size > 1  # and the copies of a batch differ
+    spread_over_ues = np.ptp(r, axis=-1).max()
+    assert (spread_over_ues == 0.0) == (process == "episode_common")
+
+
+def test_the_evaluation_horizon_key_sets_the_episode_length_and_long_horizons_meet_the_budgets():
+    """``evaluation.slots_per_episode`` evaluates over longer episodes than training's K; the
+    virtual queues pay their start-up transient back, so Greedy-DPP's time-average energy of the
+    largest UE at 2.5 tasks/s (over budget within 200 slots) falls with the horizon."""
+    from splitrl.worlds.lymdo.evaluate import evaluate_policy
+
+    sc = make_lymdo_scenario({}).to_dict()
+    ev = {"episodes": 1, "seed": 3, "arrival_rates": [2.5]}
+    short = evaluate_policy(GreedyDPP(1), sc, {**ev, "slots_per_episode": 60})["by_rate"]["2.5"]
+    long = evaluate_policy(GreedyDPP(1), sc, {**ev, "slots_per_episode": 600})["by_rate"]["2.5"]
+    assert len(short["energy_queue_trace"]["alexnet"]) == 60
+    assert len(long["energy_queue_trace"]["resnet18"]) == 600
+    assert long["energy_vs_budget"] < short["energy_vs_budget"]

@@ -18,8 +18,9 @@ digits that ship inside scikit-learn (design notes, section 6.2):
    not monotone).
 5. Per split: accuracy at ``k in {1, ceil(K/16), ..., K}`` in importance and in index order,
    per-sample correctness, the true entropy and an MLP entropy predictor's estimate
-   (``[GAP of received maps, mask, k/K] -> 64 -> 1``, MSE, a fresh k per sample and epoch), the surrogate fit (14) and the entropy
-   threshold: the largest that loses at most ``threshold_loss`` accuracy on the calibration half.
+   (``[GAP of received maps, mask, k/K] -> 64 -> 1``, MSE, a fresh k per sample and epoch), the
+   surrogate fit (14) and the entropy threshold: the largest that loses at most
+   ``threshold_loss`` accuracy on the calibration half.
 
 Everything is seeded (``torch.Generator`` and ``numpy.random.Generator``) and single-threaded, so
 a seed rebuilds the same table.  Run as ``splitrl enachi-data build [--out PATH] [--seed S]``.
@@ -147,6 +148,16 @@ def build(
             r = torch.arange(SPLITS[j][0])[None] if index_order else ranks[j][None]
             return (r < k[:, None]).float()[:, :, None, None]
 
+        def at_k(j, h, k, index_order=False):
+            """Predictions and entropies at split ``j`` with ``k`` maps kept."""
+            m = keep_mask(j, torch.full((len(h),), int(k)), index_order)
+            p = torch.softmax(net.head(h * m, j), 1)
+            return p.argmax(1), -(p * torch.log(p.clamp_min(1e-12))).sum(1)
+
+        def pred_inputs(j, h, k):
+            m = keep_mask(j, k)
+            return torch.cat([(h * m).mean((2, 3)), m[:, :, 0, 0], (k.float() / SPLITS[j][0])[:, None]], 1)
+
         # 3. masked fine-tuning
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
         steps = finetune_epochs * len(_batches(len(Xtr), 64, gen, torch))
@@ -175,27 +186,17 @@ def build(
             with torch.no_grad():
                 h_tr, h_te = net.features(Xtr, j), net.features(Xte, j)
 
-                def at_k(h, k, index_order=False):
-                    m = keep_mask(j, torch.full((len(h),), int(k)), index_order)
-                    p = torch.softmax(net.head(h * m, j), 1)
-                    ent = -(p * torch.log(p.clamp_min(1e-12))).sum(1)
-                    return p.argmax(1), ent, m
-
                 pred_imp, ent_imp, pred_idx = [], [], []
                 for k in ks:
-                    p, e, _ = at_k(h_te, k)
+                    p, e = at_k(j, h_te, k)
                     pred_imp.append(p)
                     ent_imp.append(e)
-                    pred_idx.append(at_k(h_te, k, index_order=True)[0])
+                    pred_idx.append(at_k(j, h_te, k, index_order=True)[0])
                 correct = torch.stack(pred_imp, 1) == yte[:, None]  # (test, P)
                 correct_index = torch.stack(pred_idx, 1) == yte[:, None]
                 entropy_true = torch.stack(ent_imp, 1)
 
             # 4. the entropy predictor: [GAP of received maps, mask, k/K] -> 64 -> 1
-            def pred_inputs(h, k):
-                m = keep_mask(j, k)
-                return torch.cat([(h * m).mean((2, 3)), m[:, :, 0, 0], (k.float() / K)[:, None]], 1)
-
             phi = torch.nn.Sequential(torch.nn.Linear(2 * K + 1, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
             popt = torch.optim.Adam(phi.parameters(), lr=3e-3)
             for _ in range(predictor_epochs):
@@ -204,14 +205,14 @@ def build(
                     m = keep_mask(j, k)
                     p = torch.softmax(net.head(h_tr * m, j), 1)
                     target = -(p * torch.log(p.clamp_min(1e-12))).sum(1)
-                    inp = pred_inputs(h_tr, k)
+                    inp = pred_inputs(j, h_tr, k)
                 for idx in _batches(len(h_tr), 128, gen, torch):
                     popt.zero_grad()
                     torch.nn.functional.mse_loss(phi(inp[idx])[:, 0], target[idx]).backward()
                     popt.step()
             with torch.no_grad():
                 entropy_pred = torch.stack(
-                    [phi(pred_inputs(h_te, torch.full((len(h_te),), int(k))))[:, 0] for k in ks], 1
+                    [phi(pred_inputs(j, h_te, torch.full((len(h_te),), int(k))))[:, 0] for k in ks], 1
                 ).clamp_min(0.0)
 
             c_np, ci_np = correct.numpy(), correct_index.numpy()

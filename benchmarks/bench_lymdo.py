@@ -99,7 +99,7 @@ def simulator(slots: int = 200) -> dict:
         vec.reset(seed=0)
         t0 = time.perf_counter()
         for _ in range(slots):
-            vec.step(rng.normal(0, 1, (B, 5)))
+            vec.step(rng.integers(0, vec.single_action_space.nvec, (B, 5)))  # the categorical head's actions
         out[f"vector env, B = {B}"] = B * slots / (time.perf_counter() - t0)
     return out
 

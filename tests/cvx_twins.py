@@ -201,3 +201,44 @@ def cvx_bandwidth(w, s, *, bandwidth_hz):
     with np.errstate(divide="ignore"):
         rates = out[on] * bandwidth_hz * np.log1p(sn / out[on]) / np.log(2.0)
     return out, float(np.sum(w[on] / rates))
+
+
+# ---- ENACHI (Lemma 2, eq. 25, the fixed-split problem 17) ---------------------------------------------
+def cvx_reference_power(Q, bw, *, gain, window_s, total_bits, a, b, c, v, p_max, noise_psd):
+    """Lemma 2's problem with the unclipped surrogate: max v (a - b / (min(x, 1) + c)) - Q T p."""
+    alpha = bw * window_s / total_bits
+    beta = gain / (bw * noise_psd)
+    scale = p_max  # p in units of p_max
+    p = cp.Variable(nonneg=True)
+    x = cp.minimum(alpha * cp.log(1 + beta * scale * p) / np.log(2), 1.0)
+    obj = v * (a - b * cp.inv_pos(x + c)) - Q * window_s * scale * p
+    prob = cp.Problem(cp.Maximize(obj), [p <= 1.0])
+    _solve(prob)
+    return float(np.clip(p.value, 0.0, 1.0)) * scale
+
+
+def cvx_slot_power(Z, gain, bw, *, u_inner, map_bits, slot_s, noise_psd, p_max):
+    """P2.1 (24): max U (w tau / (b H W)) log2(1 + p g / (w N0)) - Z p, 0 <= p <= p_max."""
+    p = cp.Variable(nonneg=True)
+    coef = u_inner * bw * slot_s / map_bits / np.log(2)
+    snr = gain * p_max / (bw * noise_psd)
+    prob = cp.Problem(cp.Maximize(coef * cp.log(1 + snr * p) - Z * p_max * p), [p <= 1.0])
+    _solve(prob)
+    return float(np.clip(p.value, 0.0, 1.0)) * p_max
+
+
+def cvx_fixed_split(Q, *, gain, window_s, total_bits, a, b, c, e_local, v, p_max, noise_psd, total_bw):
+    """(17) for progressive devices with a fixed split, jointly in (w, p), unclipped surrogate:
+    x_n = T_n / (S_n ln 2) w_n log(1 + g_n p_n / (w_n N0)) (a perspective: jointly concave).
+    Returns the objective (SI) and the bands (Hz)."""
+    n = len(Q)
+    w = cp.Variable(n, nonneg=True)  # MHz
+    p = cp.Variable(n, nonneg=True)  # W
+    mhz = 1e6
+    s = gain / (noise_psd * mhz)  # snr per W per MHz of band
+    x = cp.multiply(window_s * mhz / (total_bits * np.log(2)), -cp.rel_entr(w, w + cp.multiply(s, p)))
+    acc = a - cp.multiply(b, cp.inv_pos(cp.minimum(x, 1.0) + c))
+    obj = cp.sum(v * acc - cp.multiply(Q, e_local + cp.multiply(p, window_s)))
+    prob = cp.Problem(cp.Maximize(obj), [cp.sum(w) <= total_bw / mhz, p <= p_max])
+    _solve(prob)
+    return float(prob.value), np.asarray(w.value) * mhz, np.asarray(p.value)

@@ -23,7 +23,9 @@ def test_a_checkpoint_from_before_the_refactor_evaluates_to_the_same_numbers(wor
     new = json.loads((tmp_path / "e.json").read_text())
     assert new["policy"] == old["policy"] and new["episodes"] == old["episodes"] == 2
     for key, value in old["metrics"].items():
-        assert new["metrics"][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+        # the fixture was written with torch's default thread count; resources.torch_threads (1)
+        # changes the order of float reductions in the policy's forward pass: ~1e-9 relative
+        assert new["metrics"][key] == pytest.approx(value, rel=1e-7, abs=1e-12), key
 
 
 @pytest.mark.timeout(300)

@@ -123,7 +123,7 @@ def _cmd_evaluate(args) -> int:
     from splitrl import worlds
     from splitrl.platform.checkpoints import checkpoint_config, latest_checkpoint, load_policy
     from splitrl.platform.compare import write_json
-    from splitrl.platform.config import resolve_config
+    from splitrl.platform.config import resolve_config, set_torch_threads
 
     ckpt = latest_checkpoint(args.checkpoint)
     cfg = resolve_config(checkpoint_config(ckpt), list(args.set or []))
@@ -132,6 +132,7 @@ def _cmd_evaluate(args) -> int:
     if args.episodes is not None:
         ev["episodes"] = args.episodes
     policy = load_policy(ckpt)
+    set_torch_threads(cfg)
     m = world.evaluate(policy, cfg["scenario"], ev)
     result = {
         "checkpoint": str(ckpt),

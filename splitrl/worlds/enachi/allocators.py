@@ -7,7 +7,8 @@ Stage I, per frame, for a fixed split per device:
   Lambert W function, computed in log space (``wrightomega``), clipped to ``p_max`` and to the
   power that delivers every map; compared with ``p = 0`` where the surrogate is clipped at 0.
 * :func:`best_power` -- the same for every kind of split: progressive (Lemma 2), raw input
-  (all-or-nothing: the least power that delivers the whole input, if worth it) and local (0).
+  (all-or-nothing: ``p_max`` if its ergodic rate delivers it in the window and it is worth the
+  energy, :func:`raw_plan`) and local (0).
 * :func:`stage1_utility` -- (17)/(19): ``U_n = v A_n - Q_n (E_loc_n + p_n T_n)`` per device.
 * :func:`allocate_bandwidth` -- the paper's Algorithm 1 (unit-bandwidth reward and proportional
   reallocation, best iterate kept) or ``exact``: the concave fixed-split problem by dual
@@ -77,20 +78,38 @@ def reference_power(
     return np.where(value(p) > value(np.zeros_like(p)), p, 0.0)
 
 
-def min_full_power(bandwidth, *, gain, window_s, total_bits, noise_psd):
-    """The least power that delivers ``total_bits`` in the window (``inf`` where impossible)."""
-    bw, g, T, S = _b(bandwidth, gain, window_s, total_bits)
-    beta = snr_coefficient(bw, g, noise_psd)
+def ergodic_rate(power, bandwidth, *, gain, noise_psd):
+    """``w E[log2(1 + p g h / (w N_0))]`` [bit/s] over Rayleigh fading ``h ~ Exp(1)``:
+    ``w e^{1/rho} E_1(1/rho) / ln 2`` with ``rho = p g / (w N_0)`` (asymptotic series where
+    ``e^{1/rho}`` would overflow)."""
+    from scipy.special import exp1
+
+    bw, p = _b(bandwidth, power)
+    rho = np.asarray(power, dtype=float) * snr_coefficient(bw, gain, noise_psd)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        exponent = np.where((bw > 0) & (T > 0), S * LN2 / (bw * T), np.inf)
-        p = np.expm1(exponent) / beta
-    return np.where(np.isfinite(p) & (beta > 0), p, np.where(S > 0, np.inf, 0.0))
+        z = np.where(rho > 0, 1.0 / rho, np.inf)
+        small = z <= 50.0
+        zs = np.where(small, z, 1.0)
+        scaled = np.where(small, np.exp(zs) * exp1(zs), (1 - 1 / z + 2 / z**2 - 6 / z**3) / z)
+        return np.where(rho > 0, bw * scaled / LN2, 0.0)
+
+
+def raw_plan(bandwidth, *, gain, window_s, total_bits, noise_psd, p_max):
+    """The raw input (all or nothing) sent at ``p_max`` from the window's start: whether its
+    ergodic rate delivers it in the window, and the expected time it takes [s]."""
+    T = np.maximum(np.asarray(window_s, dtype=float), 0.0)
+    rate = ergodic_rate(p_max, bandwidth, gain=gain, noise_psd=noise_psd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(rate > 0, np.asarray(total_bits, dtype=float) / rate, np.inf)
+    return (need <= T) & (T > 0), np.minimum(need, T)
 
 
 def best_power(
     Q, bandwidth, *, kind, gain, window_s, total_bits, a, b, c, a_max, v_per_device, p_max, noise_psd, clip=True
 ):
-    """The Stage I power per device for its kind of split (``RAW``, ``PROGRESSIVE``, ``LOCAL``)."""
+    """The Stage I power per device for its kind of split (``RAW``, ``PROGRESSIVE``, ``LOCAL``):
+    Lemma 2 for progressive splits; ``p_max`` for the raw input when its ergodic rate delivers it
+    in the window and the accuracy is worth the expected energy (else 0); 0 for a local run."""
     kind = np.asarray(kind)
     prog = reference_power(
         Q,
@@ -106,10 +125,11 @@ def best_power(
         noise_psd=noise_psd,
         clip=clip,
     )
-    full = min_full_power(bandwidth, gain=gain, window_s=window_s, total_bits=total_bits, noise_psd=noise_psd)
-    Qb, Tb, full = _b(Q, np.maximum(np.asarray(window_s, dtype=float), 0.0), full)
-    worth = (full <= p_max) & (v_per_device * np.asarray(a_max) > Qb * Tb * full)
-    raw = np.where(worth, full, 0.0)
+    ok, need = raw_plan(
+        bandwidth, gain=gain, window_s=window_s, total_bits=total_bits, noise_psd=noise_psd, p_max=p_max
+    )
+    worth = ok & (v_per_device * np.asarray(a_max) > np.asarray(Q, dtype=float) * p_max * need)
+    raw = np.where(worth, float(p_max), 0.0)
     return np.where(kind == PROGRESSIVE, prog, np.where(kind == RAW, raw, 0.0))
 
 
@@ -133,20 +153,26 @@ def stage1_utility(
     clip=True,
 ):
     """(19) per device, ``v A - Q (E_loc + p T)``: ``A`` is the surrogate of the planned fraction
-    (progressive; unclipped with ``clip=False``), ``a_max`` if the whole input arrives (raw) or if
-    the local run meets the deadline (``local_ok``, local); 0 where the window is not positive
-    (the split is infeasible)."""
+    (progressive; unclipped with ``clip=False``), ``a_max`` if the whole input arrives (raw: sent
+    at ``power`` for its expected time, by the ergodic rate) or if the local run meets the
+    deadline (``local_ok``, local); 0 where the window is not positive (the split is infeasible)."""
     kind = np.asarray(kind)
     T = np.asarray(window_s, dtype=float)
+    power = np.asarray(power, dtype=float)
     x = planned_fraction(power, bandwidth, gain=gain, window_s=T, total_bits=total_bits, noise_psd=noise_psd)
     prog = surrogate(x, a, b, c) if clip else np.asarray(a) - np.asarray(b) / (x + np.asarray(c))
+    p_max_raw = np.where(power > 0, power, 1.0)
+    ok, need = raw_plan(bandwidth, gain=gain, window_s=T, total_bits=total_bits, noise_psd=noise_psd, p_max=p_max_raw)
+    raw_on = ok & (power > 0)
     acc = np.where(
         kind == PROGRESSIVE,
         prog,
-        np.where(kind == RAW, np.where(x >= 1.0 - 1e-9, a_max, 0.0), np.where(local_ok, a_max, 0.0)),
+        np.where(kind == RAW, np.where(raw_on, a_max, 0.0), np.where(local_ok, a_max, 0.0)),
     )
     acc = np.where((kind != LOCAL) & (T <= 0), 0.0, acc)
-    spent = np.where(kind == LOCAL, 0.0, np.asarray(power, dtype=float) * np.maximum(T, 0.0))
+    spent = np.where(
+        kind == LOCAL, 0.0, np.where(kind == RAW, np.where(raw_on, power * need, 0.0), power * np.maximum(T, 0.0))
+    )
     return v_per_device * acc - np.asarray(Q, dtype=float) * (np.asarray(e_local, dtype=float) + spent)
 
 
@@ -202,6 +228,10 @@ def _evaluate(bw, f, *, v_per_device, p_max, noise_psd, clip=True):
         **common,
     )
     x = planned_fraction(p, bw, **common)
+    ok, _ = raw_plan(
+        bw, gain=f["gain"], window_s=f["window_s"], total_bits=f["total_bits"], noise_psd=noise_psd, p_max=p_max
+    )
+    x = np.where(f["kind"] == RAW, (ok & (p > 0)).astype(float), x)
     return p, x, u
 
 
@@ -352,15 +382,15 @@ def _exact(f: dict, total_bw: float, *, v_per_device, p_max, noise_psd) -> Stage
 
 
 def _min_raw_band(f: dict, total_bw: float, *, p_max, noise_psd):
-    """Per device, the least band ``w`` with ``min_full_power(w) <= p_max`` (``inf`` if none <= B)."""
+    """Per device, the least band at which the raw input's ergodic rate at ``p_max`` delivers it in
+    the window (``inf`` if none up to ``B``)."""
     lo = np.zeros(f["Q"].shape)
     hi = np.full(f["Q"].shape, float(total_bw))
 
     def ok(w):
-        return (
-            min_full_power(w, gain=f["gain"], window_s=f["window_s"], total_bits=f["total_bits"], noise_psd=noise_psd)
-            <= p_max
-        )
+        return raw_plan(
+            w, gain=f["gain"], window_s=f["window_s"], total_bits=f["total_bits"], noise_psd=noise_psd, p_max=p_max
+        )[0]
 
     possible = ok(hi)
     for _ in range(80):

@@ -62,8 +62,12 @@ def planned_fraction(power_w, bandwidth_hz, *, gain, window_s, total_bits, noise
 
 
 def maps_received(bits_cum, map_bits, num_maps):
-    """(4), cumulative: ``min(K, floor(D / (H W b)))`` maps after ``D`` bits in total."""
-    return np.minimum(np.floor(np.asarray(bits_cum, dtype=float) / map_bits + 1e-9), num_maps).astype(np.int64)
+    """(4), cumulative: ``min(K, floor(D / (H W b)))`` maps after ``D`` bits in total (0 where a
+    split sends no maps)."""
+    mb = np.asarray(map_bits, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        maps = np.where(mb > 0, np.floor(np.asarray(bits_cum, dtype=float) / np.where(mb > 0, mb, 1.0) + 1e-9), 0.0)
+    return np.minimum(maps, num_maps).astype(np.int64)
 
 
 def energy_queue_step(Q, energy_j, budget_j):

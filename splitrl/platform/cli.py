@@ -280,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--mlflow-uri", metavar="URI", help="MLflow tracking URI (default sqlite:///mlflow.db here)")
     w.set_defaults(func=_cmd_sweep)
+
+    from splitrl import worlds
+    from splitrl.worlds.base import import_object
+
+    for name in worlds.names():  # a world's own subcommands (its data builders)
+        for register in worlds.get(name).commands.values():
+            import_object(register)(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ _WORLDS: dict[str, str] = {
     "lyappo": "splitrl.worlds.lyappo:WORLD",
     "emh": "splitrl.worlds.emh:WORLD",
     "lymdo": "splitrl.worlds.lymdo:WORLD",
+    "enachi": "splitrl.worlds.enachi:WORLD",
 }
 #: the world of a config without ``scenario.world``
 DEFAULT = "lyappo"

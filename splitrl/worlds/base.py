@@ -125,6 +125,9 @@ class BaseWorld:
     baselines: ClassVar[Mapping[str, str]] = {}
     #: scenario keys in which a checkpoint may differ from the config it is compared on
     policy_scenario_keys: ClassVar[tuple[str, ...]] = ()
+    #: extra ``splitrl`` subcommands: name -> "pkg.mod:register", register(subparsers) adds the
+    #: subparser and sets ``func`` (e.g. a world's data builder); kept cheap to import
+    commands: ClassVar[Mapping[str, str]] = {}
     #: evaluation keys recorded in a comparison's JSON
     evaluation_record_keys: ClassVar[tuple[str, ...]] = ("episodes", "seed")
     #: gymnasium id -> entry point (registered by ``import splitrl``); the entry point takes a

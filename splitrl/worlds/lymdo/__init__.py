@@ -148,9 +148,10 @@ class LyMDOWorld(BaseWorld):
             ("Greedy-DPP", "greedy_dpp"),
         )
     }
-    # the mapping travels with the agent; the training rate process does not enter an evaluation
-    # (constant rates), but arrival_rate_max_per_s scales the observation and must match
-    policy_scenario_keys = ("partition_mapping", "arrival_process", "arrival_rate_min_per_s")
+    # the mapping travels with the agent; the training rate process and horizon do not enter an
+    # evaluation (constant rates, the compare config's horizon), but arrival_rate_max_per_s scales
+    # the observation and must match
+    policy_scenario_keys = ("partition_mapping", "arrival_process", "arrival_rate_min_per_s", "slots_per_episode")
     evaluation_record_keys = ("episodes", "seed", "arrival_rates", "slots_per_episode")
     gym_envs = {"splitrl/LyMDO-v0": "splitrl.worlds.lymdo.env:LyMDOEnv"}
     smoke_config = {

@@ -1,0 +1,99 @@
+"""RLlib algorithm of the ENACHI world and its trained policy.
+
+* ``enachi-ppo`` (not in the paper; ENACHI is a non-learning scheme): RLlib PPO picks every
+  device's split per frame (one categorical per device over the candidates); ENACHI's Stage I
+  (bandwidth, reference power) and Stage II (tracking power, progressive transmission, early
+  stopping) run inside the env runners.  What it can learn that the planner cannot: the planner
+  optimises the surrogate at the full window and ignores early stopping; the learner sees the
+  realised accuracy and energy.
+
+Samples the batched :class:`~splitrl.worlds.enachi.env.ENACHIVectorEnv`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from splitrl.rl.checkpoint import load_rl_module
+from splitrl.rl.ppo import ppo_training
+from splitrl.worlds.base import Policy
+from splitrl.worlds.enachi.env import ENACHIEnv, ENACHIVectorEnv
+
+#: per-episode means of these frame infos are logged as the metrics of the same name
+EPISODE_METRICS = {
+    "accuracy": "accuracy",
+    "energy": "energy_j",
+    "miss_rate": "miss",
+    "fraction": "fraction",
+    "energy_queue": "Q",
+}
+
+
+class ENACHIMetrics(RLlibCallback):
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+        infos = [i for i in episode.get_infos() if isinstance(i, dict) and "accuracy" in i]
+        if not infos or metrics_logger is None:
+            return
+        for name, key in EPISODE_METRICS.items():
+            metrics_logger.log_value(name, float(np.mean([i[key] for i in infos])), reduce="mean", window=100)
+
+
+def env_config(cfg: dict) -> dict:
+    return {**cfg["scenario"], "reward_scale": cfg["algorithm"]["reward_scale"]}
+
+
+def build_algo_config(cfg: dict):
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from splitrl.rl.central import CentralPPOModule
+    from splitrl.rl.schedules import ScheduledPPOTorchLearner
+
+    alg, res = cfg["algorithm"], cfg["resources"]
+    env = ENACHIEnv(env_config(cfg))
+    spec = RLModuleSpec(
+        module_class=CentralPPOModule,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config={"hidden": alg["hidden"], "activation": alg["activation"], "init_log_std": 0.0},
+    )
+    return (
+        PPOConfig()
+        .environment(env=ENACHIVectorEnv, env_config=env_config(cfg), normalize_actions=False, clip_actions=False)
+        .env_runners(
+            num_env_runners=res["num_env_runners"],
+            num_envs_per_env_runner=res["num_envs_per_env_runner"],
+            gym_env_vectorize_mode="vector_entry_point",
+            num_cpus_per_env_runner=1,
+        )
+        .learners(num_learners=0, learner_class=ScheduledPPOTorchLearner)
+        .rl_module(rl_module_spec=spec)
+        .callbacks(ENACHIMetrics)
+        .debugging(seed=alg["seed"], log_level="ERROR")
+        .reporting(metrics_num_episodes_for_smoothing=20)
+        .training(**ppo_training(alg))
+    )
+
+
+class TrainedENACHIPolicy(Policy):
+    """A trained agent acting deterministically (every categorical's mode), ENACHI's scheme."""
+
+    scheme = "enachi"
+
+    def __init__(self, module, cfg: dict, name: str):
+        self.module = module
+        self.name = name
+
+    def act(self, system, obs):
+        import torch
+        from ray.rllib.core.columns import Columns
+
+        with torch.no_grad():
+            out = self.module.forward_inference({Columns.OBS: torch.as_tensor(obs, dtype=torch.float32)})
+            dist = self.module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+            return dist.to_deterministic().sample().cpu().numpy().reshape(system.Q.shape)
+
+
+def load_policy(checkpoint, cfg: dict, name: str) -> TrainedENACHIPolicy:
+    return TrainedENACHIPolicy(load_rl_module(checkpoint), cfg, name)

@@ -1,0 +1,48 @@
+"""ENACHI's baselines and CLI: recomputed figures, the schemes' defining behaviour, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splitrl.worlds.enachi.baselines import EFFECTDNN, SCCAO, EdgeOnly, Fixed
+from splitrl.worlds.enachi.evaluate import evaluate_policy
+from splitrl.worlds.enachi.scenario import make_enachi_scenario
+
+SC = make_enachi_scenario({"num_devices": 2, "bandwidth_hz": 6e6, "episode_frames": 20}).to_dict()
+EV = {"episodes": 3, "seed": 5, "frames": 20}
+
+
+def test_device_only_spends_the_local_energy_and_scores_the_full_model():
+    from splitrl.worlds.enachi.accuracy import load_table
+
+    m = evaluate_policy(Fixed("Device-only", 18), SC, EV)
+    s = make_enachi_scenario(SC)
+    e = s.kappa * s.f_local_hz**2 * s.cycles_per_mac * s.tables().macs_local[-1]
+    assert m["energy"] == pytest.approx(e, rel=1e-12) and m["energy_tx"] == 0.0
+    assert m["miss_rate"] == 0.0 and m["fraction"] == 1.0
+    assert abs(m["accuracy"] - load_table().full_accuracy) < 0.1  # 120 tasks of the full model
+    # at a 250 ms deadline the local run (255.6 ms) misses every task and still spends the energy
+    late = evaluate_policy(Fixed("Device-only", 18), {**SC, "deadline_s": 0.25}, EV)
+    assert late["accuracy"] == 0.0 and late["miss_rate"] == 1.0 and late["energy"] == pytest.approx(e)
+
+
+def test_schemes_behave_as_described():
+    edge = evaluate_policy(EdgeOnly(), SC, EV)
+    assert edge["energy_local"] == 0.0 and edge["energy_tx"] > 0
+    # SC-CAO at a zero price sends the whole planned fraction; a huge price sends nothing useful
+    cheap = evaluate_policy(SCCAO(0.0), SC, EV)
+    dear = evaluate_policy(SCCAO(1e6), SC, EV)
+    assert cheap["accuracy"] > dear["accuracy"] and cheap["energy"] > dear["energy"]
+    eff = evaluate_policy(EFFECTDNN(), SC, EV)
+    assert np.isfinite(eff["energy"]) and 0.0 <= eff["accuracy"] <= 1.0
+
+
+def test_the_data_builder_rejects_bad_flags_with_one_line(tmp_path, capsys):
+    from splitrl.platform.cli import main
+
+    out = tmp_path / "t.npz"
+    assert main(["enachi-data", "build", "--epochs", "0", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("splitrl: error: --epochs")
+    assert not out.exists()

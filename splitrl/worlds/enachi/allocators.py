@@ -94,22 +94,46 @@ def ergodic_rate(power, bandwidth, *, gain, noise_psd):
         return np.where(rho > 0, bw * scaled / LN2, 0.0)
 
 
-def raw_plan(bandwidth, *, gain, window_s, total_bits, noise_psd, p_max):
+def raw_plan(bandwidth, *, gain, window_s, total_bits, noise_psd, p_max, where=None):
     """The raw input (all or nothing) sent at ``p_max`` from the window's start: whether its
-    ergodic rate delivers it in the window, and the expected time it takes [s]."""
-    T = np.maximum(np.asarray(window_s, dtype=float), 0.0)
-    rate = ergodic_rate(p_max, bandwidth, gain=gain, noise_psd=noise_psd)
+    ergodic rate delivers it in the window, and the expected time it takes [s].  ``where``
+    (bool, broadcast): compute only there (elsewhere: not deliverable)."""
+    bw, g, T, S, pm = _b(bandwidth, gain, window_s, total_bits, p_max)
+    T = np.maximum(T, 0.0)
+    if where is None:
+        rate = ergodic_rate(pm, bw, gain=g, noise_psd=noise_psd)
+    else:
+        mask = np.broadcast_to(np.asarray(where, dtype=bool), bw.shape)
+        rate = np.zeros(bw.shape)
+        rate[mask] = ergodic_rate(pm[mask], bw[mask], gain=g[mask], noise_psd=noise_psd)
+    total_bits = S
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.where(rate > 0, np.asarray(total_bits, dtype=float) / rate, np.inf)
     return (need <= T) & (T > 0), np.minimum(need, T)
 
 
 def best_power(
-    Q, bandwidth, *, kind, gain, window_s, total_bits, a, b, c, a_max, v_per_device, p_max, noise_psd, clip=True
+    Q,
+    bandwidth,
+    *,
+    kind,
+    gain,
+    window_s,
+    total_bits,
+    a,
+    b,
+    c,
+    a_max,
+    v_per_device,
+    p_max,
+    noise_psd,
+    clip=True,
+    raw=None,
 ):
     """The Stage I power per device for its kind of split (``RAW``, ``PROGRESSIVE``, ``LOCAL``):
     Lemma 2 for progressive splits; ``p_max`` for the raw input when its ergodic rate delivers it
-    in the window and the accuracy is worth the expected energy (else 0); 0 for a local run."""
+    in the window and the accuracy is worth the expected energy (else 0); 0 for a local run.
+    ``raw``: :func:`raw_plan` at ``p_max``, if already known."""
     kind = np.asarray(kind)
     prog = reference_power(
         Q,
@@ -125,9 +149,17 @@ def best_power(
         noise_psd=noise_psd,
         clip=clip,
     )
-    ok, need = raw_plan(
-        bandwidth, gain=gain, window_s=window_s, total_bits=total_bits, noise_psd=noise_psd, p_max=p_max
-    )
+    if raw is None:
+        raw = raw_plan(
+            bandwidth,
+            gain=gain,
+            window_s=window_s,
+            total_bits=total_bits,
+            noise_psd=noise_psd,
+            p_max=p_max,
+            where=kind == RAW,
+        )
+    ok, need = raw
     worth = ok & (v_per_device * np.asarray(a_max) > np.asarray(Q, dtype=float) * p_max * need)
     raw = np.where(worth, float(p_max), 0.0)
     return np.where(kind == PROGRESSIVE, prog, np.where(kind == RAW, raw, 0.0))
@@ -151,18 +183,29 @@ def stage1_utility(
     v_per_device,
     noise_psd,
     clip=True,
+    raw=None,
 ):
     """(19) per device, ``v A - Q (E_loc + p T)``: ``A`` is the surrogate of the planned fraction
     (progressive; unclipped with ``clip=False``), ``a_max`` if the whole input arrives (raw: sent
     at ``power`` for its expected time, by the ergodic rate) or if the local run meets the
-    deadline (``local_ok``, local); 0 where the window is not positive (the split is infeasible)."""
+    deadline (``local_ok``, local); 0 where the window is not positive (the split is infeasible).
+    ``raw``: :func:`raw_plan` at ``power`` (the raw devices' power), if already known."""
     kind = np.asarray(kind)
     T = np.asarray(window_s, dtype=float)
     power = np.asarray(power, dtype=float)
     x = planned_fraction(power, bandwidth, gain=gain, window_s=T, total_bits=total_bits, noise_psd=noise_psd)
     prog = surrogate(x, a, b, c) if clip else np.asarray(a) - np.asarray(b) / (x + np.asarray(c))
-    p_max_raw = np.where(power > 0, power, 1.0)
-    ok, need = raw_plan(bandwidth, gain=gain, window_s=T, total_bits=total_bits, noise_psd=noise_psd, p_max=p_max_raw)
+    if raw is None:
+        raw = raw_plan(
+            bandwidth,
+            gain=gain,
+            window_s=T,
+            total_bits=total_bits,
+            noise_psd=noise_psd,
+            p_max=np.where(power > 0, power, 1.0),
+            where=kind == RAW,
+        )
+    ok, need = raw
     raw_on = ok & (power > 0)
     acc = np.where(
         kind == PROGRESSIVE,
@@ -199,6 +242,7 @@ def _device_fields(d: dict) -> dict:
 def _evaluate(bw, f, *, v_per_device, p_max, noise_psd, clip=True):
     """Best power, fraction and utility of every device at bandwidths ``bw``."""
     common = dict(gain=f["gain"], window_s=f["window_s"], total_bits=f["total_bits"], noise_psd=noise_psd)
+    raw = raw_plan(bw, p_max=p_max, where=f["kind"] == RAW, **common)  # once: the raw devices go at p_max
     p = best_power(
         f["Q"],
         bw,
@@ -210,6 +254,7 @@ def _evaluate(bw, f, *, v_per_device, p_max, noise_psd, clip=True):
         v_per_device=v_per_device,
         p_max=p_max,
         clip=clip,
+        raw=raw,
         **common,
     )
     u = stage1_utility(
@@ -225,13 +270,11 @@ def _evaluate(bw, f, *, v_per_device, p_max, noise_psd, clip=True):
         local_ok=f["local_ok"],
         v_per_device=v_per_device,
         clip=clip,
+        raw=raw,
         **common,
     )
     x = planned_fraction(p, bw, **common)
-    ok, _ = raw_plan(
-        bw, gain=f["gain"], window_s=f["window_s"], total_bits=f["total_bits"], noise_psd=noise_psd, p_max=p_max
-    )
-    x = np.where(f["kind"] == RAW, (ok & (p > 0)).astype(float), x)
+    x = np.where(f["kind"] == RAW, (raw[0] & (p > 0)).astype(float), x)
     return p, x, u
 
 

@@ -46,3 +46,37 @@ def test_the_data_builder_rejects_bad_flags_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("splitrl: error: --epochs")
     assert not out.exists()
+
+
+@pytest.mark.timeout(300)
+def test_train_compare_and_the_figure_end_to_end(tmp_path, ray_local):
+    """``splitrl train`` -> ``compare --checkpoint --json --plot`` at a tiny budget: the JSON holds
+    every policy with the issue's keys, the figure is written."""
+    import json
+
+    import yaml
+
+    from splitrl.platform.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "scenario": {"world": "enachi", "num_devices": 2, "bandwidth_hz": 6e6, "episode_frames": 4},
+                "algorithm": {"hidden": [16], "train_batch_size": 16, "minibatch_size": 8, "num_epochs": 1},
+                "evaluation": {"episodes": 2, "frames": 3},
+                "stop": {"iterations": 1},
+                "resources": {"num_env_runners": 0, "num_envs_per_env_runner": 2},
+            }
+        )
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--out", str(run), "--no-compare", "--quiet"]) == 0
+    out, png = tmp_path / "c.json", tmp_path / "c.png"
+    assert main(["compare", str(cfg), "--checkpoint", str(run), "--json", str(out), "--plot", str(png)]) == 0
+    pol = json.loads(out.read_text())["policies"]
+    assert list(pol)[0] == "ENACHI-PPO" and "ENACHI" in pol and "SC-CAO" in pol
+    for m in pol.values():
+        assert {"accuracy", "energy", "energy_local", "energy_tx", "miss_rate", "fraction", "reward"} <= set(m)
+        assert 0.0 <= m["accuracy"] <= 1.0 and m["energy"] >= 0
+    assert png.stat().st_size > 10_000

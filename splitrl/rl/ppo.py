@@ -68,3 +68,38 @@ def ppo_training(alg: dict) -> dict:
         num_epochs=alg["num_epochs"],
         use_kl_loss=False,
     )
+
+
+def central_ppo_config(cfg: dict, *, env, env_config: dict, probe, model_config: dict, callbacks):
+    """RLlib PPO for one central agent (:class:`~splitrl.rl.central.CentralPPOModule`) sampling a
+    batched vector env (``env``, RLlib's ``vector_entry_point``; ``probe`` a single env giving the
+    spaces), with the platform's schedulable learner and ``resources`` section."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from splitrl.rl.central import CentralPPOModule
+    from splitrl.rl.schedules import ScheduledPPOTorchLearner
+
+    alg, res = cfg["algorithm"], cfg["resources"]
+    spec = RLModuleSpec(
+        module_class=CentralPPOModule,
+        observation_space=probe.observation_space,
+        action_space=probe.action_space,
+        model_config=model_config,
+    )
+    return (
+        PPOConfig()
+        .environment(env=env, env_config=env_config, normalize_actions=False, clip_actions=False)
+        .env_runners(
+            num_env_runners=res["num_env_runners"],
+            num_envs_per_env_runner=res["num_envs_per_env_runner"],
+            gym_env_vectorize_mode="vector_entry_point",
+            num_cpus_per_env_runner=1,
+        )
+        .learners(num_learners=0, learner_class=ScheduledPPOTorchLearner)
+        .rl_module(rl_module_spec=spec)
+        .callbacks(callbacks)
+        .debugging(seed=alg["seed"], log_level="ERROR")
+        .reporting(metrics_num_episodes_for_smoothing=20)
+        .training(**ppo_training(alg))
+    )

@@ -16,7 +16,7 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from splitrl.rl.checkpoint import load_rl_module
-from splitrl.rl.ppo import ppo_training
+from splitrl.rl.ppo import central_ppo_config
 from splitrl.worlds.base import Policy
 from splitrl.worlds.enachi.env import ENACHIEnv, ENACHIVectorEnv
 
@@ -44,35 +44,14 @@ def env_config(cfg: dict) -> dict:
 
 
 def build_algo_config(cfg: dict):
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-    from splitrl.rl.central import CentralPPOModule
-    from splitrl.rl.schedules import ScheduledPPOTorchLearner
-
-    alg, res = cfg["algorithm"], cfg["resources"]
-    env = ENACHIEnv(env_config(cfg))
-    spec = RLModuleSpec(
-        module_class=CentralPPOModule,
-        observation_space=env.observation_space,
-        action_space=env.action_space,
+    alg = cfg["algorithm"]
+    return central_ppo_config(
+        cfg,
+        env=ENACHIVectorEnv,
+        env_config=env_config(cfg),
+        probe=ENACHIEnv(env_config(cfg)),
         model_config={"hidden": alg["hidden"], "activation": alg["activation"], "init_log_std": 0.0},
-    )
-    return (
-        PPOConfig()
-        .environment(env=ENACHIVectorEnv, env_config=env_config(cfg), normalize_actions=False, clip_actions=False)
-        .env_runners(
-            num_env_runners=res["num_env_runners"],
-            num_envs_per_env_runner=res["num_envs_per_env_runner"],
-            gym_env_vectorize_mode="vector_entry_point",
-            num_cpus_per_env_runner=1,
-        )
-        .learners(num_learners=0, learner_class=ScheduledPPOTorchLearner)
-        .rl_module(rl_module_spec=spec)
-        .callbacks(ENACHIMetrics)
-        .debugging(seed=alg["seed"], log_level="ERROR")
-        .reporting(metrics_num_episodes_for_smoothing=20)
-        .training(**ppo_training(alg))
+        callbacks=ENACHIMetrics,
     )
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .accuracy import TABLE_PATH, fit_surrogate, save_table, table_from_arrays
+from .accuracy import TABLE_PATH, fit_surrogate, save_table
 
 #: (channels, spatial side) of the four split points j1..j4
 SPLITS = ((16, 8), (32, 4), (64, 4), (128, 2))
@@ -280,8 +280,3 @@ def calibrate_threshold(correct: np.ndarray, entropy_pred: np.ndarray, loss: flo
         if correct[np.arange(len(correct)), stop].mean() >= full - loss - 1e-12:
             best = max(best, float(th))
     return best
-
-
-def load_built(arrays: dict):
-    """The :class:`~splitrl.worlds.enachi.accuracy.DigitsTable` view of :func:`build`'s arrays."""
-    return table_from_arrays({k: np.asarray(v) for k, v in arrays.items()})

@@ -22,16 +22,16 @@ def device_fields(scenario, tables, split, Q, gain) -> dict:
     split = np.asarray(split, dtype=np.int64)
     t_loc = local_delay(t.macs_local[split], cycles_per_mac=s.cycles_per_mac, f_local_hz=s.f_local_hz)
     t_edge = edge_delay(t.macs_edge[split], cycles_per_mac=s.cycles_per_mac, f_edge_hz=s.f_edge_hz)
-    window, slots = tx_window(t_loc, t_edge, deadline_s=s.deadline_s, slot_s=s.slot_s)
+    _, slots = tx_window(t_loc, t_edge, deadline_s=s.deadline_s, slot_s=s.slot_s)
     kind = t.kind[split]
-    window = np.where(kind == LOCAL, 0.0, np.floor(np.maximum(window, 0.0) / s.slot_s + 1e-9) * s.slot_s)
+    window = np.where(kind == LOCAL, 0.0, slots * s.slot_s)  # whole slots: Stage II sends in slots
     Q, gain = np.broadcast_arrays(np.asarray(Q, dtype=float), np.asarray(gain, dtype=float))
     shape = np.broadcast_shapes(split.shape, Q.shape)
     return {
         "Q": np.broadcast_to(Q, shape),
         "kind": kind,
         "gain": np.broadcast_to(gain, shape),
-        "window_s": window,  # whole slots: Stage II sends in slots
+        "window_s": window,
         "total_bits": t.total_bits[split],
         "a": t.a[split],
         "b": t.b[split],

@@ -22,7 +22,7 @@ import numpy as np
 from .accuracy import load_table, surrogate_inverse
 from .allocators import LOCAL, PROGRESSIVE, RAW, slot_power
 from .physics import LN2, energy_queue_step, maps_received, power_queue_step
-from .planner import allocate, search_split
+from .planner import allocate, device_fields, search_split
 
 #: how a frame is sent: ENACHI (reference tracking, early stop), SC-CAO (the planned maps at a
 #: constant power), EFFECT-DNN (every map in index order at a constant power), Edge-only (the raw
@@ -88,8 +88,6 @@ class ENACHISystem:
             allocation = (st.bandwidth, st.power, st.fraction)
             planned = st.utility_total
         else:
-            from .planner import device_fields
-
             fields = device_fields(s, t, split, self.Q, self.gain)
             planned = np.full(self.batch, np.nan)
         bandwidth, p_ref, x_plan = (np.broadcast_to(np.asarray(a, dtype=float), split.shape) for a in allocation)

@@ -13,9 +13,7 @@ per env runner).
 
 from __future__ import annotations
 
-import numpy as np
-from ray.rllib.callbacks.callbacks import RLlibCallback
-
+from splitrl.rl.callbacks import EpisodeMeans
 from splitrl.rl.checkpoint import load_rl_module
 from splitrl.rl.ppo import central_ppo_config
 from splitrl.worlds.base import Policy
@@ -32,15 +30,10 @@ EPISODE_METRICS = {
 }
 
 
-class LyMDOMetrics(RLlibCallback):
+class LyMDOMetrics(EpisodeMeans):
     """Per-episode means of the slot infos (SI) under ``env_runners``."""
 
-    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
-        infos = [i for i in episode.get_infos() if isinstance(i, dict) and "delay_s" in i]
-        if not infos or metrics_logger is None:
-            return
-        for name, key in EPISODE_METRICS.items():
-            metrics_logger.log_value(name, float(np.mean([i[key] for i in infos])), reduce="mean", window=100)
+    metrics = EPISODE_METRICS
 
 
 def env_config(cfg: dict) -> dict:

@@ -21,6 +21,7 @@ from splitrl.physics.channel import dbm_per_hz_to_w_per_hz
 
 from .accuracy import load_table
 from .allocators import LOCAL, PROGRESSIVE, RAW
+from .physics import edge_delay, local_delay
 
 #: ResNet-50 layer points of the split candidates: raw input, the paper's L1-L4 (the stem and the
 #: ends of layer1, layer2, layer3) and fully local
@@ -207,8 +208,8 @@ def check_feasible(s: ENACHIScenario) -> None:
     """At least one candidate must fit the deadline for a lone device: the local run within
     ``T_d``, or a transmitting split with a positive window."""
     t = split_tables(s)
-    t_local = s.cycles_per_mac * t.macs_local / s.f_local_hz
-    t_edge = s.cycles_per_mac * t.macs_edge / s.f_edge_hz
+    t_local = local_delay(t.macs_local, cycles_per_mac=s.cycles_per_mac, f_local_hz=s.f_local_hz)
+    t_edge = edge_delay(t.macs_edge, cycles_per_mac=s.cycles_per_mac, f_edge_hz=s.f_edge_hz)
     ok = np.where(t.kind == LOCAL, t_local <= s.deadline_s, s.deadline_s - t_local - t_edge >= s.slot_s)
     if not ok.any():
         best = float(np.min(t_local + t_edge))

@@ -40,7 +40,7 @@ class ENACHIEvaluationSection(EvaluationSection):
     sc_cao_energy_price: NonNegativeFloat = key(
         0.02, "SC-CAO: the fixed energy price mu replacing Q / V (ENACHI's steady-state mean)", unit="1/J"
     )
-    effect_dnn_v: PositiveFloat = key(50.0, "EFFECT-DNN: V_E, the weight of the energy against its latency queue")
+    effect_dnn_v: PositiveFloat = key(1.0, "EFFECT-DNN: V_E, the weight of the energy against its latency queue")
 
 
 class ENACHIWorld(BaseWorld):

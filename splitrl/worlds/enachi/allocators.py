@@ -278,6 +278,14 @@ def _evaluate(bw, f, *, v_per_device, p_max, noise_psd, clip=True):
     return p, x, u
 
 
+def _evaluate_with_step(bw, dw, f, **kw):
+    """:func:`_evaluate` at ``bw`` and the utilities at ``bw + dw`` (Algorithm 1's unit-bandwidth
+    reward), in one call over a stacked leading axis: elementwise, so the same numbers as two calls
+    at half the per-call overhead that dominates small batches."""
+    p, x, u = _evaluate(np.stack([bw, bw + dw]), {k: v[None] for k, v in f.items()}, **kw)
+    return (p[0], x[0], u[0]), u[1]
+
+
 def allocate_bandwidth(
     devices: dict,
     *,
@@ -315,12 +323,11 @@ def allocate_bandwidth(
     sends = (f["kind"] != LOCAL) & (f["window_s"] > 0)
     count = sends.sum(-1, keepdims=True)
     bw = np.where(sends, total_bw_hz / np.maximum(count, 1), 0.0)
-    p, x, u = _evaluate(bw, f, **kw)
+    (p, x, u), u_up = _evaluate_with_step(bw, dw, f, **kw)
     best = Stage1(bw, p, x, u, u.sum(-1), np.zeros(shape[:-1], dtype=np.int64))
     prev = best.utility_total.copy()
     done = np.zeros(shape[:-1], dtype=bool)
     for i in range(max_iter):
-        _, _, u_up = _evaluate(bw + dw, f, **kw)
         reward = np.maximum((u_up - u) / dw, 0.0)
         total = reward.sum(-1, keepdims=True)
         stuck = total[..., 0] <= 0
@@ -328,7 +335,7 @@ def allocate_bandwidth(
             new_bw = np.where(total > 0, total_bw_hz * reward / np.where(total > 0, total, 1.0), bw)
         active = ~(done | stuck)
         bw = np.where(active[..., None], new_bw, bw)
-        p, x, u = _evaluate(bw, f, **kw)
+        (p, x, u), u_up = _evaluate_with_step(bw, dw, f, **kw)
         tot = u.sum(-1)
         better = active & (tot > best.utility_total)
         for name, val in (("bandwidth", bw), ("power", p), ("fraction", x), ("utility", u)):

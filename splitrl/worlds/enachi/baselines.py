@@ -90,7 +90,7 @@ class EFFECTDNN(SplitPolicy):
     name = "EFFECT-DNN"
     scheme = "effect_dnn"
 
-    def __init__(self, v_energy: float = 50.0, power_grid: int = 64):
+    def __init__(self, v_energy: float = 1.0, power_grid: int = 64):
         self.v_energy, self.power_grid = v_energy, power_grid
         self.Y = None
 
@@ -191,7 +191,7 @@ def random_split(evaluation: dict) -> RandomSplit:
 
 
 def effect_dnn(evaluation: dict) -> EFFECTDNN:
-    return EFFECTDNN(evaluation.get("effect_dnn_v", 50.0))
+    return EFFECTDNN(evaluation.get("effect_dnn_v", 1.0))
 
 
 def sc_cao(evaluation: dict) -> SCCAO:

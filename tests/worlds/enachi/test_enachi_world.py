@@ -40,7 +40,13 @@ def _run_effect_dnn(deadline_s, frames=200):
     from splitrl.worlds.enachi.system import ENACHISystem
 
     s = make_enachi_scenario(
-        {"num_devices": 1, "bandwidth_hz": 3e6, "snr_spread_db": 0.0, "deadline_s": deadline_s, "accuracy_source": "surrogate"}
+        {
+            "num_devices": 1,
+            "bandwidth_hz": 3e6,
+            "snr_spread_db": 0.0,
+            "deadline_s": deadline_s,
+            "accuracy_source": "surrogate",
+        }
     )
     system = ENACHISystem(s, np.random.default_rng(3), batch=4)
     pol = EFFECTDNN()

@@ -148,6 +148,62 @@ def test_bad_train_config_creates_nothing(tmp_path, sets, key):
     assert not (tmp_path / "run").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def _refusing_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_unreachable_mlflow_server_is_one_line_and_exit_2_in_seconds(tmp_path):
+    """``train`` and ``sweep`` against a tracking URI where no server listens, and one whose
+    ``/health`` fails: exit 2, one ``splitrl: error:`` line naming where the URI came from, no
+    traceback, nothing written, well before MLflow's own minutes of retries."""
+    import http.server
+    import threading
+    import time
+
+    cfg = write_cfg(tmp_path / "c.yaml")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "s", "base": "c.yaml", "grid": {"algorithm.lr": [1e-3]}, "seeds": [0]}))
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(503, "down for maintenance")
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for uri, why in (
+            (f"http://127.0.0.1:{_refusing_port()}", "Connection refused"),
+            (f"http://127.0.0.1:{server.server_address[1]}", "HTTP 503"),
+        ):
+            for args in (["train", str(cfg), "--out", "run"], ["sweep", str(sweep), "--out", "sw"]):
+                t0 = time.monotonic()
+                out = splitrl(*args, "--mlflow-uri", uri, cwd=tmp_path, timeout=100)
+                took = time.monotonic() - t0
+                assert out.returncode == 2, out.stderr[-2000:]
+                lines = [ln for ln in out.stderr.strip().splitlines() if "Token authentication" not in ln]
+                assert len(lines) == 1 and lines[0].startswith("splitrl: error: --mlflow-uri: no MLflow server")
+                assert why in lines[0] and "Traceback" not in out.stderr
+                assert took < 60  # seconds (interpreter and imports included), not MLflow's minutes
+                assert not (tmp_path / "run").exists() and not (tmp_path / "sw").exists()
+                assert not (tmp_path / "mlflow.db").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # the same URI from the config file names the config key
+    cfg = write_cfg(tmp_path / "c2.yaml", tracking={"mlflow_uri": f"http://127.0.0.1:{_refusing_port()}"})
+    out = splitrl("train", str(cfg), "--out", "run", cwd=tmp_path, timeout=100)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("splitrl: error: tracking.mlflow_uri")
+
+
 @pytest.mark.timeout(300)
 def test_failed_training_ends_the_mlflow_run_failed(tmp_path, monkeypatch):
     """An exception inside training leaves no dangling (RUNNING) MLflow run."""

@@ -40,6 +40,39 @@ def default_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def check_store(uri: str, key: str, *, timeout_s: float = 5.0, attempts: int = 2) -> None:
+    """Fail fast before anything is written when ``uri`` is an ``http(s)`` tracking server that
+    does not answer: :class:`~splitrl.core.errors.ConfigError` naming ``key`` (where the URI came
+    from) within ``attempts * timeout_s`` seconds, instead of MLflow's own minutes of retries.
+    Other stores (``sqlite:``, ``file:``, ``databricks``) are checked when they are opened."""
+    import time
+    from urllib.error import HTTPError, URLError
+    from urllib.parse import urlparse
+    from urllib.request import urlopen
+
+    from splitrl.core.errors import ConfigError
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    if not parsed.hostname:
+        raise ConfigError(key, f"{uri!r} has no host (expected e.g. http://127.0.0.1:5000)")
+    reason = ""
+    for attempt in range(attempts):
+        try:
+            with urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+                return
+        except HTTPError as exc:
+            if exc.code in (401, 403):  # an authenticating server answers: MLflow's client has the credentials
+                return
+            reason = f"it answered HTTP {exc.code} {exc.reason} to /health"
+        except (URLError, OSError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+        if attempt + 1 < attempts:
+            time.sleep(0.5)
+    raise ConfigError(key, f"no MLflow server answers at {uri} ({reason}); start one or pick another store")
+
+
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
@@ -71,10 +104,23 @@ class Tracker:
         self.uri = (
             uri_override or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
         )
+        #: where the URI came from, for error messages
+        self.source = (
+            "--mlflow-uri"
+            if uri_override
+            else "tracking.mlflow_uri"
+            if tracking_cfg.get("mlflow_uri")
+            else "MLFLOW_TRACKING_URI"
+        )
         self.experiment = tracking_cfg.get("experiment", "splitrl")
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.resumed_elsewhere: str | None = None  # a resumed run's id that the store does not hold
+
+    def check(self) -> None:
+        """:func:`check_store` for this tracker's URI (nothing when tracking is disabled)."""
+        if self.enabled:
+            check_store(self.uri, self.source)
 
     def start(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str | None:
         if not self.enabled:

@@ -184,6 +184,9 @@ def train(
             raise ConfigError(str(run_dir), "output directory exists and is not empty (use --resume to continue it)")
 
     tracker = Tracker(cfg["tracking"], uri_override=mlflow_uri or run_info.get("mlflow_uri"))
+    if not mlflow_uri and run_info.get("mlflow_uri"):
+        tracker.source = f"{run_dir / 'run.json'} (the resumed run's MLflow store)"
+    tracker.check()  # an unreachable server: one line and exit 2 in seconds, before anything is written
     init_ray(cfg, address)
     set_torch_threads(cfg)
     algo = None

@@ -133,7 +133,7 @@ def run_sweep(
     import ray
     from ray import tune
 
-    from splitrl.platform.tracking import default_uri
+    from splitrl.platform.tracking import check_store, default_uri
     from splitrl.platform.train import init_ray
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -149,16 +149,20 @@ def run_sweep(
         raise ConfigError(str(out), "output directory exists and is not empty (use --resume to continue it)")
 
     cfg0 = next(iter(spec["points"].values()))["config"]
-    init_ray(cfg0, address)
-    if threading.current_thread() is threading.main_thread():
-        # `ray job stop` and Kubernetes send SIGTERM: stop as on Ctrl-C, so Tune saves its state for
-        # --resume (installed after ray.init, whose own SIGTERM handler would abort the process)
-        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     state = SweepState(out / "state.json")  # read if resuming; nothing is written yet
     tracking_cfg = cfg0["tracking"]
     uri = None
     if tracking_cfg.get("enabled", True):
         uri = state.data.get("mlflow_uri")  # a resumed sweep stays in its store
+        source = (
+            f"{out / 'state.json'} (the resumed sweep's MLflow store)"
+            if uri
+            else "--mlflow-uri"
+            if mlflow_uri
+            else "tracking.mlflow_uri"
+            if tracking_cfg.get("mlflow_uri")
+            else "MLFLOW_TRACKING_URI"
+        )
         if uri and mlflow_uri and mlflow_uri != uri:
             raise ConfigError(
                 "--mlflow-uri", f"differs from the sweep being resumed ({uri!r} there, {mlflow_uri!r} here)"
@@ -170,6 +174,12 @@ def run_sweep(
             or os.environ.get("MLFLOW_TRACKING_URI")
             or default_uri()
         )
+        check_store(uri, source)  # an unreachable server: one line in seconds, before Ray starts
+    init_ray(cfg0, address)
+    if threading.current_thread() is threading.main_thread():
+        # `ray job stop` and Kubernetes send SIGTERM: stop as on Ctrl-C, so Tune saves its state for
+        # --resume (installed after ray.init, whose own SIGTERM handler would abort the process)
+        signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         tracking = Tracking(uri, tracking_cfg.get("experiment", "splitrl"), state)
     except Exception as exc:  # an unreachable server or a bad URI: before anything is written

@@ -137,9 +137,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     out = {}
     for name in a.world or sorted(CONFIGS):
-        out[name] = bench_world(
-            name, warmup=a.warmup, iterations=a.iterations, env_seconds=a.env_seconds, sets=a.set
-        )
+        out[name] = bench_world(name, warmup=a.warmup, iterations=a.iterations, env_seconds=a.env_seconds, sets=a.set)
     head = f"{'world':8} {'train/s':>9} {'env/s':>9} {'ratio':>7} {'sample s':>9} {'learn s':>8} {'other s':>8}"
     print(head)
     for name, r in out.items():

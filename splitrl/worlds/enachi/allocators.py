@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import wrightomega
 
+from splitrl.core.checks import require_finite
+
 from .accuracy import surrogate
 from .physics import LN2, planned_fraction, snr_coefficient
 
@@ -54,6 +56,20 @@ def reference_power(
 
     ``v_per_device`` is ``V / N``; all arguments broadcast.  0 where the band or the window is 0.
     ``clip=False`` maximises the unclipped (concave) ``a - b / (x + c)``, which may be negative."""
+    require_finite(
+        "reference_power",
+        Q=Q,
+        bandwidth=bandwidth,
+        gain=gain,
+        window_s=window_s,
+        total_bits=total_bits,
+        a=a,
+        b=b,
+        c=c,
+        v_per_device=v_per_device,
+        p_max=p_max,
+        noise_psd=noise_psd,
+    )
     Q, bw, g, T, S, a, b, c = _b(Q, bandwidth, gain, window_s, total_bits, a, b, c)
     T = np.maximum(T, 0.0)
     alpha = np.where(S > 0, bw * T / np.where(S > 0, S, 1.0), 0.0)
@@ -311,6 +327,14 @@ def allocate_bandwidth(
     under the PSD noise model) by bisection on the multiplier, each transmitting device enumerated
     on and off (the clipped surrogate and the raw input make the problem concave only per case)."""
     f = _device_fields(devices)
+    require_finite(
+        "allocate_bandwidth",
+        **{f"devices[{k!r}]": v for k, v in f.items()},
+        total_bw_hz=total_bw_hz,
+        v_per_device=v_per_device,
+        p_max=p_max,
+        noise_psd=noise_psd,
+    )
     shape = np.broadcast_shapes(*(v.shape for v in f.values()))
     f = {k: np.broadcast_to(v, shape) for k, v in f.items()}
     kw = dict(v_per_device=v_per_device, p_max=p_max, noise_psd=noise_psd)
@@ -454,6 +478,18 @@ def _min_raw_band(f: dict, total_bw: float, *, p_max, noise_psd):
 def slot_power(Z, gain, bandwidth, *, u_inner, map_bits, slot_s, noise_psd, p_max, remaining_bits=None):
     """(25) ``[U w tau / (b H W Z ln 2) - w N_0 / g]_0^{p_max}`` (``p_max`` where ``Z = 0``), capped
     at the power that sends exactly ``remaining_bits`` in the slot; 0 where ``g`` or ``w`` is 0."""
+    require_finite(
+        "slot_power",
+        Z=Z,
+        gain=gain,
+        bandwidth=bandwidth,
+        u_inner=u_inner,
+        map_bits=map_bits,
+        slot_s=slot_s,
+        noise_psd=noise_psd,
+        p_max=p_max,
+        remaining_bits=remaining_bits,
+    )
     Z, g, bw, mb = _b(Z, gain, bandwidth, map_bits)
     noise = bw * noise_psd
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitrl.core.checks import require_finite
+
 _LN2 = np.log(2.0)
 
 
@@ -78,6 +80,7 @@ def allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
 
     ``Q``: local backlogs in cycles, shape ``(..., N)``; ``weight`` in cycles^2/J.
     """
+    require_finite("allocate_local_cpu", Q=Q, tau=tau, weight=weight, kappa=kappa, f_max=f_max)
     index, Qs, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
     denom = 3.0 * _flat(_bcast_lead(weight, Q)) * _flat(_bcast_lead(kappa, Q))
     # root = sqrt(Q / denom), +inf where the energy price is zero.
@@ -96,6 +99,16 @@ def allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
     ``Q``: transmission backlogs in bits, shape ``(..., N)``; ``gain`` shape ``(...)``;
     ``weight`` in bits^2/J; ``noise_psd`` in W/Hz.  Returns ``(rate (..., N), power (...))``.
     """
+    require_finite(
+        "allocate_transmission",
+        Q=Q,
+        gain=gain,
+        tau=tau,
+        weight=weight,
+        bandwidth=bandwidth,
+        noise_psd=noise_psd,
+        p_max=p_max,
+    )
     Q = np.asarray(Q, dtype=float)
     gain = _flat(_bcast_lead(gain, Q))
     b = _flat(_bcast_lead(bandwidth, Q))
@@ -122,5 +135,6 @@ def allocate_edge_cpu(Q, *, tau, f_max):
     maximise ``sum_k tau Q_k f_k`` s.t. ``sum_k f_k <= f_max``, ``0 <= f_k <= Q_k / tau``:
     serve the largest backlogs first, the threshold queue gets the remainder.
     """
+    require_finite("allocate_edge_cpu", Q=Q, tau=tau, f_max=f_max)
     index, _, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
     return _fill(_flat(_bcast_lead(f_max, Q)), index, caps, starts)

@@ -27,13 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitrl.core.checks import require_finite
+
 _LN2 = np.log(2.0)
-
-
-def _check_finite(**arrays) -> None:
-    for name, value in arrays.items():
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{name}: expected finite numbers, got {value!r}")
 
 
 def md1_sojourn(cycles, lam, f):
@@ -43,6 +39,7 @@ def md1_sojourn(cycles, lam, f):
     d = np.asarray(cycles, dtype=float)
     lam = np.asarray(lam, dtype=float)
     f = np.asarray(f, dtype=float)
+    require_finite("md1_sojourn", cycles=d, lam=lam, f=f)
     c = lam * d
     with np.errstate(divide="ignore", invalid="ignore"):
         t = 0.5 * d * (1.0 / f + 1.0 / (f - c))
@@ -65,7 +62,9 @@ def allocate_ue_cpu(Q, cycles, lam, *, V, kappa, f_max, tau=1.0, energy_unit=1.0
     raises ``ValueError`` when a UE with work cannot be stable (``f_max <= lam d``)."""
     Q, d, lam = (np.asarray(x, dtype=float) for x in (Q, cycles, lam))
     Q, d, lam, f_max = np.broadcast_arrays(Q, d, lam, np.asarray(f_max, dtype=float))
-    _check_finite(Q=Q, cycles=d, lam=lam, f_max=f_max)
+    require_finite(
+        "allocate_ue_cpu", Q=Q, cycles=d, lam=lam, f_max=f_max, V=V, kappa=kappa, tau=tau, energy_unit=energy_unit
+    )
     c = lam * d
     active = d > 0
     if np.any(active & (f_max <= c)):
@@ -95,7 +94,7 @@ def allocate_edge_cpu_sqrt(cycles_edge, *, f_max):
     """P4: the edge CPU of every UE's VM in cycles/s, ``f_n = F sqrt(d_n) / sum_m sqrt(d_m)``
     (0 where ``d_n = 0``, all 0 when no UE has edge work)."""
     d = np.asarray(cycles_edge, dtype=float)
-    _check_finite(cycles_edge=d, f_max=f_max)
+    require_finite("allocate_edge_cpu_sqrt", cycles_edge=d, f_max=f_max)
     if np.any(d < 0):
         raise ValueError(f"cycles_edge: expected values >= 0, got {d!r}")
     root = np.sqrt(d)
@@ -172,7 +171,7 @@ def allocate_bandwidth(w, snr, *, bandwidth_hz, iters=40, tol=1e-12):
     w = np.asarray(w, dtype=float)
     s = np.asarray(snr, dtype=float)
     w, s = np.broadcast_arrays(w, s)
-    _check_finite(w=w, snr=s)
+    require_finite("allocate_bandwidth", w=w, snr=s, bandwidth_hz=bandwidth_hz)
     if np.any(w < 0) or np.any(s < 0):
         raise ValueError("w, snr: expected values >= 0")
     lead, n = w.shape[:-1], w.shape[-1]

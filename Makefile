@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lymdo.py
 	$(BIN)/python benchmarks/bound_emh.py
 	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_training.py
 
 clean:
 	rm -rf runs .pytest_cache

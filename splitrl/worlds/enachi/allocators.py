@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import wrightomega
 
-from splitrl.core.checks import require_finite
+from splitrl.core.checks import finite_checked, require_finite
 
 from .accuracy import surrogate
 from .physics import LN2, planned_fraction, snr_coefficient
@@ -49,27 +49,13 @@ def _cap_log(alpha, beta, p_max):
     return np.minimum(full, np.log1p(p_max * beta))
 
 
-def reference_power(
+def _reference_power(
     Q, bandwidth, *, gain, window_s, total_bits, a, b, c, v_per_device, p_max, noise_psd, clip: bool = True
 ):
     """Lemma 2: ``argmax_{0 <= p <= p_max} v A(x(p)) - Q T p`` with ``A`` eq. (14) and ``x`` eq. (15).
 
     ``v_per_device`` is ``V / N``; all arguments broadcast.  0 where the band or the window is 0.
     ``clip=False`` maximises the unclipped (concave) ``a - b / (x + c)``, which may be negative."""
-    require_finite(
-        "reference_power",
-        Q=Q,
-        bandwidth=bandwidth,
-        gain=gain,
-        window_s=window_s,
-        total_bits=total_bits,
-        a=a,
-        b=b,
-        c=c,
-        v_per_device=v_per_device,
-        p_max=p_max,
-        noise_psd=noise_psd,
-    )
     Q, bw, g, T, S, a, b, c = _b(Q, bandwidth, gain, window_s, total_bits, a, b, c)
     T = np.maximum(T, 0.0)
     alpha = np.where(S > 0, bw * T / np.where(S > 0, S, 1.0), 0.0)
@@ -92,6 +78,9 @@ def reference_power(
         return v_per_device * surrogate(x, a, b, c) - Q * T * power
 
     return np.where(value(p) > value(np.zeros_like(p)), p, 0.0)
+
+
+reference_power = finite_checked("reference_power", _reference_power, skip=("clip",))
 
 
 def ergodic_rate(power, bandwidth, *, gain, noise_psd):
@@ -151,7 +140,7 @@ def best_power(
     in the window and the accuracy is worth the expected energy (else 0); 0 for a local run.
     ``raw``: :func:`raw_plan` at ``p_max``, if already known."""
     kind = np.asarray(kind)
-    prog = reference_power(
+    prog = _reference_power(  # inputs checked at the public boundary (allocate_bandwidth)
         Q,
         bandwidth,
         gain=gain,
@@ -475,21 +464,9 @@ def _min_raw_band(f: dict, total_bw: float, *, p_max, noise_psd):
     return np.where(possible, hi, np.inf)
 
 
-def slot_power(Z, gain, bandwidth, *, u_inner, map_bits, slot_s, noise_psd, p_max, remaining_bits=None):
+def _slot_power(Z, gain, bandwidth, *, u_inner, map_bits, slot_s, noise_psd, p_max, remaining_bits=None):
     """(25) ``[U w tau / (b H W Z ln 2) - w N_0 / g]_0^{p_max}`` (``p_max`` where ``Z = 0``), capped
     at the power that sends exactly ``remaining_bits`` in the slot; 0 where ``g`` or ``w`` is 0."""
-    require_finite(
-        "slot_power",
-        Z=Z,
-        gain=gain,
-        bandwidth=bandwidth,
-        u_inner=u_inner,
-        map_bits=map_bits,
-        slot_s=slot_s,
-        noise_psd=noise_psd,
-        p_max=p_max,
-        remaining_bits=remaining_bits,
-    )
     Z, g, bw, mb = _b(Z, gain, bandwidth, map_bits)
     noise = bw * noise_psd
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -500,3 +477,6 @@ def slot_power(Z, gain, bandwidth, *, u_inner, map_bits, slot_s, noise_psd, p_ma
             log_cap = np.minimum(rem * LN2 / (bw * slot_s), np.log1p(p_max * g / noise))
             p = np.minimum(p, np.minimum(np.expm1(log_cap) * noise / g, p_max))
     return np.where((g > 0) & (bw > 0), p, 0.0)
+
+
+slot_power = finite_checked("slot_power", _slot_power)

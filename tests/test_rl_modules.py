@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
+from reference_hybrid import reference_dist_cls
 
 from splitrl.rl.central import CentralPPOModule
 from splitrl.rl.distributions import hybrid_dist_cls
@@ -117,8 +118,9 @@ def test_gated_logp_counts_only_the_slots_the_window_uses():
     a = dist.sample()
     a[:, 0] = torch.tensor([0, 1, 2, 0, 1, 2], dtype=a.dtype)
     lp = dist.logp(a)
-    cats = [c.logp(a[:, i].long()) for i, c in enumerate(dist._cats)]
-    normals = dist._normal.log_prob(a[:, 4:])
+    ref = reference_dist_cls(type(dist)).from_logits(dist.inputs)
+    cats = [c.logp(a[:, i].long()) for i, c in enumerate(ref._cats)]
+    normals = ref._normal.log_prob(a[:, 4:])
     for b in range(6):
         w = int(a[b, 0]) + 1
         manual = cats[0][b] + sum(cats[1 + x][b] + normals[b, x] for x in range(w))
@@ -137,11 +139,7 @@ def test_gated_entropy_and_kl_are_expectations_of_the_gated_logp():
     _, p = _gated(1, 3)
     _, q = _gated(1, 4)
     n = 200_000
-    expand = lambda d: type(d).from_logits(  # noqa: E731
-        torch.cat([torch.cat([c.logits for c in d._cats], -1), d._normal.mean, d._normal.stddev.log()], -1).expand(
-            n, -1
-        )
-    )
+    expand = lambda d: type(d).from_logits(d.inputs.expand(n, -1))  # noqa: E731
     P, Q = expand(p), expand(q)
     torch.manual_seed(5)
     a = P.sample()
@@ -150,15 +148,14 @@ def test_gated_entropy_and_kl_are_expectations_of_the_gated_logp():
     assert abs(float(-lp.mean() - p.entropy()[0])) < 4 * se
     assert abs(float((lp - lq).mean() - p.kl(q)[0])) < 4 * (lp - lq).std() / n**0.5
     # and the gated entropy is below the ungated one (unused slots no longer count)
-    full = hybrid_dist_cls(GNVEC, 3).from_logits(
-        torch.cat([torch.cat([c.logits for c in p._cats], -1), p._normal.mean, p._normal.stddev.log()], -1)
-    )
+    full = hybrid_dist_cls(GNVEC, 3).from_logits(p.inputs)
     assert float(p.entropy()[0]) < float(full.entropy()[0])
 
 
 def test_gate_entropy_is_the_window_entries_entropy_alone():
     _, dist = _gated(5, 6)
-    torch.testing.assert_close(dist.gate_entropy(), dist._cats[0].entropy())
+    ref = lambda d: reference_dist_cls(type(d)).from_logits(d.inputs)  # noqa: E731
+    torch.testing.assert_close(dist.gate_entropy(), ref(dist)._cats[0].entropy())
     # a joint action of two devices, each with its own window entry: the sum of both
     two = {
         "discrete": GATES["discrete"] + [None, [4, 0], [4, 1], [4, 2]],
@@ -166,7 +163,7 @@ def test_gate_entropy_is_the_window_entries_entropy_alone():
     }
     g = torch.Generator().manual_seed(7)
     joint = hybrid_dist_cls(GNVEC * 2, 6, two).from_logits(torch.randn(5, 2 * sum(GNVEC) + 12, generator=g))
-    torch.testing.assert_close(joint.gate_entropy(), joint._cats[0].entropy() + joint._cats[4].entropy())
+    torch.testing.assert_close(joint.gate_entropy(), ref(joint)._cats[0].entropy() + ref(joint)._cats[4].entropy())
     # without gates there is no window: zero
     plain = hybrid_dist_cls(GNVEC, 3).from_logits(torch.randn(5, sum(GNVEC) + 6, generator=g))
     assert torch.equal(plain.gate_entropy(), torch.zeros(5))
@@ -177,3 +174,90 @@ def test_gates_must_name_an_ungated_window_entry():
         hybrid_dist_cls(GNVEC, 3, {"discrete": [None, [1, 0], [0, 1], [0, 2]], "continuous": [[0, 0]] * 3})
     with pytest.raises(ValueError, match="expected 4 discrete and 3 continuous"):
         hybrid_dist_cls(GNVEC, 3, {"discrete": [None], "continuous": []})
+
+
+# the EMH agent's layout: window size W in 1..5, then (point, channel, server) per task slot, one
+# power per slot; and an ungated multi-entry case with unequal category counts
+EMH_NVEC = [5] + [23, 2, 2] * 5
+EMH_GATES = {
+    "discrete": [None] + [[0, x] for x in range(5) for _ in range(3)],
+    "continuous": [[0, x] for x in range(5)],
+}
+CASES = [(EMH_NVEC, 5, EMH_GATES), (NVEC, C, None), ([7, 1, 4], 0, None)]
+
+
+@pytest.mark.parametrize("nvec,c,gates", CASES)
+def test_vectorised_hybrid_equals_the_per_entry_reference_values_and_gradients(nvec, c, gates):
+    # logp, entropy, KL, the window entropy and the mode, and the gradients of a PPO-like loss
+    # of them, on many random inputs and actions (some drawn far out: saturated logits); in float64,
+    # so that the two summation orders agree to 1e-10
+    cls = hybrid_dist_cls(nvec, c, gates)
+    ref_cls = reference_dist_cls(cls)
+    g = torch.Generator().manual_seed(11)
+    for trial in range(20):
+        B = int(torch.randint(1, 300, (1,), generator=g))
+        scale = 8.0 if trial % 5 == 4 else 1.5
+        x = (scale * torch.randn(B, sum(nvec) + 2 * c, generator=g, dtype=torch.float64)).requires_grad_(True)
+        y = torch.randn(B, sum(nvec) + 2 * c, generator=g, dtype=torch.float64).requires_grad_(True)
+        xr, yr = x.detach().clone().requires_grad_(True), y.detach().clone().requires_grad_(True)
+        new, old = cls.from_logits(x), ref_cls.from_logits(xr)
+        torch.manual_seed(trial)
+        a = old.sample()
+        new.sample()  # sampling first (under no_grad) must not cut the loss's graph
+        if gates:
+            a[:, 0] = torch.randint(0, nvec[0], (B,), generator=g).to(a.dtype)
+        adv = torch.randn(B, generator=g, dtype=torch.float64)
+        outs = []
+        for d, other, inp in ((new, cls.from_logits(y), (x, y)), (old, ref_cls.from_logits(yr), (xr, yr))):
+            lp, ent, kl, gent = d.logp(a), d.entropy(), d.kl(other), d.gate_entropy()
+            loss = -(adv * torch.exp(lp - lp.detach())).mean() - 0.01 * ent.mean() + kl.mean() - 0.1 * gent.mean()
+            gx, gy = torch.autograd.grad(loss, inp)
+            outs.append((lp, ent, kl, gent, d.to_deterministic().sample(), gx, gy))
+        for got, want in zip(*outs):
+            torch.testing.assert_close(got, want.to(got.dtype), rtol=1e-10, atol=1e-10)
+
+
+def test_vectorised_hybrid_samples_follow_its_probabilities():
+    # empirical frequencies of every category of every entry against the probabilities, and the
+    # Gaussian part's mean and std, on one input repeated n times
+    cls = hybrid_dist_cls(EMH_NVEC, 5, EMH_GATES)
+    g = torch.Generator().manual_seed(3)
+    n = 40_000
+    dist = cls.from_logits((2.0 * torch.randn(1, sum(EMH_NVEC) + 10, generator=g)).expand(n, -1))
+    torch.manual_seed(4)
+    a = dist.sample()
+    D = len(EMH_NVEC)
+    assert torch.all(a[:, :D] == a[:, :D].round())
+    for j, k in enumerate(EMH_NVEC):
+        idx = a[:, j].long()
+        assert int(idx.min()) >= 0 and int(idx.max()) < k
+        freq = torch.bincount(idx, minlength=k).double() / n
+        p = dist.entry_probs(j)[0].double()
+        assert torch.all((freq - p).abs() <= 5 * torch.sqrt(p * (1 - p) / n) + 1e-4), j
+    cont = a[:, D:]
+    torch.testing.assert_close(cont.mean(0), dist.mean[0], atol=5 * float(dist.log_std.exp().max()) / n**0.5, rtol=0)
+    torch.testing.assert_close(cont.std(0), dist.log_std[0].exp(), rtol=0.03, atol=0)
+
+
+def test_multi_categorical_equals_rllibs_values_gradients_and_integer_actions():
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
+
+    from splitrl.rl.distributions import multi_categorical_cls
+
+    nvec = [4, 4, 7, 2, 4, 7]
+    ours, rllib = multi_categorical_cls(nvec), TorchMultiCategorical.get_partial_dist_cls(input_lens=nvec)
+    g = torch.Generator().manual_seed(5)
+    x = (3 * torch.randn(64, sum(nvec), generator=g, dtype=torch.float64)).requires_grad_(True)
+    y = torch.randn(64, sum(nvec), generator=g, dtype=torch.float64)
+    a, b = ours.from_logits(x), rllib.from_logits(x)
+    act = b.sample()
+    mine = a.sample()
+    assert mine.dtype == torch.int64 and mine.shape == act.shape
+    assert all(int(mine[:, j].max()) < n for j, n in enumerate(nvec))
+    outs = []
+    for d, other in ((a, ours.from_logits(y)), (b, rllib.from_logits(y))):
+        vals = (d.logp(act), d.entropy(), d.kl(other))
+        grads = torch.autograd.grad(sum(v.sum() for v in vals), x)
+        outs.append((*vals, *grads, d.to_deterministic().sample()))
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

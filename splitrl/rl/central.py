@@ -18,11 +18,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian, TorchMultiCategorical
+from ray.rllib.core.distribution.torch.torch_distribution import TorchDiagGaussian
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from splitrl.rl.distributions import hybrid_dist_cls
+from splitrl.rl.distributions import hybrid_dist_cls, multi_categorical_cls
 from splitrl.rl.nets import init_bias, mlp
 
 
@@ -40,7 +40,7 @@ class CentralPPOModule(TorchRLModule, ValueFunctionAPI):
         if isinstance(space, gym.spaces.MultiDiscrete):
             self.nvec = [int(n) for n in space.nvec]
             self.num_continuous = 0
-            self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(input_lens=self.nvec)
+            self.action_dist_cls = multi_categorical_cls(self.nvec)
         elif isinstance(space, gym.spaces.Box) and "discrete_nvec" in cfg:
             self.nvec = [int(n) for n in cfg["discrete_nvec"]]
             self.num_continuous = int(np.prod(space.shape)) - len(self.nvec)

@@ -113,10 +113,15 @@ class EMHAgentModule(TorchRLModule, ValueFunctionAPI):
         if not self.inference_only:
             self.critic = mlp([obs_dim, *list(cfg.get("critic", HEAD)), int(cfg.get("value_outputs", 1))], "relu")
 
-    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        logits = self.actor(self.encoder(batch[Columns.OBS]))
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The action distribution's inputs from the embedding: logits, then the Gaussian's
+        means and (state-independent) log-stds."""
+        logits = self.actor(embedding)
         log_std = self.log_std.expand(*logits.shape[:-1], self.num_continuous)
-        return {Columns.ACTION_DIST_INPUTS: torch.cat([logits, log_std], dim=-1)}
+        return torch.cat([logits, log_std], dim=-1)
+
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return {Columns.ACTION_DIST_INPUTS: self.head(self.encoder(batch[Columns.OBS]))}
 
     def task_values(self, obs: torch.Tensor) -> torch.Tensor:
         """Per-task values ``(B, W_max)``."""
@@ -131,6 +136,14 @@ class EMHMultiRLModule(MultiRLModule):
 
     After the sub-modules are built, every agent's ``critic`` (and, with ``share_encoder``, its
     ``encoder``) is replaced by the first agent's, so the parameters exist once.
+
+    Forward passes run the shared parts once for all agents: the agents' observations are
+    concatenated, passed through the shared encoder (and, in training, the shared critic, whose
+    per-step values go out as ``vf_preds``) in one call, and split again for each agent's own head
+    -- one batched matrix product per shared layer instead of one per agent (issue 20).  The
+    numbers are those of each agent's own forward pass (``tests/worlds/emh/test_emh_rl.py``).  The
+    modules hold no dropout or normalisation, so RLlib's per-agent train/eval mode switches are
+    skipped.
     """
 
     def setup(self):
@@ -146,6 +159,37 @@ class EMHMultiRLModule(MultiRLModule):
                 m.encoder = first.encoder
             if hasattr(first, "critic") and hasattr(m, "critic"):
                 m.critic = first.critic
+
+    def _joint_forward(self, batch: dict[str, Any], *, values: bool) -> dict[str, Any]:
+        mids = [mid for mid in batch if mid in self]
+        if not mids:
+            return {}
+        subs = [self._rl_modules[mid] for mid in mids]
+        obs = [batch[mid][Columns.OBS] for mid in mids]
+        sizes = [len(o) for o in obs]
+        x = torch.cat(obs) if len(obs) > 1 else obs[0]
+        first = subs[0]
+        shared = all(s.encoder is first.encoder for s in subs)
+        if shared:
+            embeddings = first.encoder(x).split(sizes)
+        else:
+            embeddings = [s.encoder(o) for s, o in zip(subs, obs)]
+        out = {mid: {Columns.ACTION_DIST_INPUTS: s.head(e)} for mid, s, e in zip(mids, subs, embeddings)}
+        if values and all(getattr(s, "critic", None) is getattr(first, "critic", 0) for s in subs):
+            for mid, v in zip(mids, first.task_values(x).mean(-1).split(sizes)):
+                out[mid][Columns.VF_PREDS] = v
+        return out
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return self._joint_forward(batch, values=True)
+
+    def _forward_exploration(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        with torch.no_grad():
+            return self._joint_forward(batch, values=False)
+
+    def _forward_inference(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        with torch.no_grad():
+            return self._joint_forward(batch, values=False)
 
     def shared_parameters(self) -> set[int]:
         """ids of parameters that more than one agent module holds."""
@@ -181,7 +225,7 @@ class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
         surrogate = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param))
         w_max = float((module.model_config or {}).get("value_outputs", 1))
         policy_loss = -mean(surrogate) / w_max  # eq. (19)
-        values = module.compute_values(batch)
+        values = fwd_out[Columns.VF_PREDS] if Columns.VF_PREDS in fwd_out else module.compute_values(batch)
         vf_loss = mean(torch.clamp((values - batch[Postprocessing.VALUE_TARGETS]) ** 2, 0, config.vf_clip_param))
         entropy = mean(dist.entropy())
         coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()

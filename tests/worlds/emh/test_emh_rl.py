@@ -49,6 +49,56 @@ def test_shared_encoder_and_critic_are_one_tensor_each_but_heads_are_per_agent()
     assert mah["md_0"].critic is mah["md_1"].critic
 
 
+@pytest.mark.parametrize("name", ["emh-ppo", "mahppo"])
+def test_joint_forward_equals_each_agents_own_forward_values_and_gradients(name):
+    """The multi-agent module's one-pass forward (shared encoder and critic run once on all
+    agents' rows) gives each agent's own forward's action inputs and critic values, and the
+    gradients of a loss of them on every parameter are the same (float64, agents with different
+    row counts)."""
+    from ray.rllib.core.columns import Columns
+
+    from splitrl.worlds.emh.algorithms import module_spec
+
+    multi = module_spec(_cfg(name)).build()
+    for m in multi.values():
+        m.double()
+    g = torch.Generator().manual_seed(0)
+    batch = {f"md_{n}": {Columns.OBS: torch.rand(20 + 7 * n, 9, generator=g, dtype=torch.float64)} for n in range(3)}
+    weights = {mid: torch.randn(len(b[Columns.OBS]), 2, generator=g, dtype=torch.float64) for mid, b in batch.items()}
+
+    def loss_and_grads(outs):
+        loss = 0.0
+        for mid, out in outs.items():
+            d, v = out[Columns.ACTION_DIST_INPUTS], out[Columns.VF_PREDS]
+            loss = loss + (weights[mid][:, 0] * d.sin().sum(-1)).mean() + (weights[mid][:, 1] * v).mean()
+        params = list({id(p): p for m in multi.values() for p in m.parameters()}.values())
+        return [o[k] for o in outs.values() for k in sorted(o)], torch.autograd.grad(loss, params, allow_unused=True)
+
+    joint = multi.forward_train(batch)
+    both = {Columns.ACTION_DIST_INPUTS, Columns.VF_PREDS}
+    assert set(joint) == set(batch) and all(set(o) == both for o in joint.values())
+    own = {
+        mid: {
+            Columns.ACTION_DIST_INPUTS: multi[mid].forward_train(b)[Columns.ACTION_DIST_INPUTS],
+            Columns.VF_PREDS: multi[mid].compute_values(b),
+        }
+        for mid, b in batch.items()
+    }
+    (out_j, grad_j), (out_o, grad_o) = loss_and_grads(joint), loss_and_grads(own)
+    for a, b in zip(out_j, out_o):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grad_j, grad_o):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # exploration: the same action inputs, no values, no graph
+    explore = multi.forward_exploration(batch)
+    for mid in batch:
+        got = explore[mid][Columns.ACTION_DIST_INPUTS]
+        assert set(explore[mid]) == {Columns.ACTION_DIST_INPUTS} and not got.requires_grad
+        torch.testing.assert_close(got, own[mid][Columns.ACTION_DIST_INPUTS].detach())
+
+
 def test_initial_point_prior_follows_nominal_cost():
     from splitrl.worlds.emh.algorithms import module_spec
     from splitrl.worlds.emh.scenario import make_emh_scenario
@@ -82,7 +132,7 @@ def test_initial_window_prior_favours_full_windows_and_gates_are_wired(name):
         block = 16  # per device: window size, then (point, channel, server) for 5 task slots
         windows = [0] if name == "emh-ppo" else [0, block, 2 * block]
         for j in windows:
-            p = torch.softmax(dist._cats[j].logits, -1)[0].numpy()
+            p = dist.entry_probs(j)[0].numpy()
             want = np.exp(logit or 0.0) / (np.exp(logit or 0.0) + 4)
             assert p[-1] == pytest.approx(want, abs=0.03), (j, p)
         assert bool(type(dist).gates_discrete) == gated

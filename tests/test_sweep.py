@@ -177,6 +177,19 @@ def test_sweep_figures_take_non_numeric_grid_values_in_grid_order(tmp_path, grid
     assert all(matplotlib.image.imread(f).ndim == 3 for f in figures)
 
 
+def test_decades_go_on_a_log_axis_and_summaries_sort_numbers_by_value():
+    from splitrl.tuning import aggregate
+
+    assert aggregate.log_x([0.1, 1.0, 10.0, 1000.0])
+    assert not aggregate.log_x([1.0, 2.0, 5.0, 50.0])  # under two decades
+    assert not aggregate.log_x([0.0, 1.0, 1000.0])  # not all positive
+    assert not aggregate.log_x(["resnet18", "alexnet", "vgg"])
+    spec = {"grid": {"scenario.lyapunov_v": [0.1, 50, 1000]}, "search": {}, "plot_metrics": [], "world": "enachi"}
+    summary = [{"policy": "ENACHI", "scenario.lyapunov_v": v, "n": 1} for v in (1000, 0.1, 50)]
+    lines = aggregate.format_summary(spec, summary).splitlines()[2:]
+    assert [line.split()[1] for line in lines] == ["0.1", "50", "1000"]
+
+
 # ---- end to end, tracked in a real MLflow server -----------------------------------------------------
 @pytest.mark.timeout(600)
 def test_sweep_end_to_end_mlflow(tmp_path, mlflow_server):

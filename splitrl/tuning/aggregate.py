@@ -109,6 +109,20 @@ def x_axis(values: list) -> tuple[Any, list[str] | None]:
     return (lambda v: float(order.index(str(v)))), [fmt_value(v) for v in values]
 
 
+def log_x(values: list) -> bool:
+    """Whether a grid key's values belong on a log axis: all positive numbers spanning at least
+    two decades (e.g. Lyapunov V from 0.1 to 10,000)."""
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return len(nums) == len(values) > 2 and min(nums) > 0 and max(nums) / min(nums) >= 100
+
+
+def _order(value) -> tuple:
+    """Sort key of a grid value: numbers by value, before anything else by its text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
 def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
     """One PNG per plot metric: metric vs the first grid key, one line per policy (and per value of
     the other grid / search keys when they vary).  No grid: nothing to draw against; returns []."""
@@ -141,6 +155,8 @@ def plot_sweep(spec: dict, summary: list[dict], out_dir: Path) -> list[Path]:
             )
         if ticks:
             ax.set_xticks(range(len(ticks)), ticks)
+        elif log_x(spec["grid"][xkey]):
+            ax.set_xscale("log")
         ax.set_xlabel(xkey)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -158,7 +174,7 @@ def format_summary(spec: dict, summary: list[dict]) -> str:
     labels = _labels(spec)
     header = [k.split(".")[-1] for k in keys] + [labels.get(m, (m,))[0] for m in metrics] + ["n"]
     rows = [header]
-    for s in sorted(summary, key=lambda s: tuple(str(s[k]) for k in keys[1:]) + (s["policy"],)):
+    for s in sorted(summary, key=lambda s: tuple(_order(s[k]) for k in keys[1:]) + (s["policy"],)):
         cells = [fmt_value(s[k]) for k in keys]
         for m in metrics:
             scale = labels.get(m, (m, 1.0))[1]

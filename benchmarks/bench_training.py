@@ -7,8 +7,11 @@ run ``--warmup`` iterations, then time ``--iterations`` more:
 * ``train_steps_per_s``: env steps sampled per second of wall time over the timed iterations (an
   env step is the world's: a window for EMH-PPO, a period for LyaPPO, a slot for LyMDO, a frame
   for ENACHI; RLlib's ``num_env_steps_sampled_lifetime``);
-* ``sample_s``, ``learn_s``, ``other_s``: seconds per iteration in RLlib's env-runner sampling
-  timer, its learner-update timer, and the rest of the wall time;
+* ``sample_s``, ``learn_s``, ``other_s``: seconds per timed iteration spent sampling (PPO's
+  ``synchronous_parallel_sample``, the env runners' collection), in the learner update
+  (``learner_group.update``: the learner connector's GAE and every minibatch step), and the rest
+  of the wall time, measured by wrapping those two calls (RLlib's own timers are smoothed across
+  iterations, the warm-up included);
 * ``env_steps_per_s``: the *same* env object the training samples from (the local env runner's,
   connectors excluded) stepped with random actions for about ``--env-seconds`` seconds;
 * ``ratio``: ``train_steps_per_s / env_steps_per_s`` -- the figure that is robust to this
@@ -35,13 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"lyappo": "lyappo.yaml", "emh": "emh_ppo.yaml", "lymdo": "lymdo.yaml", "enachi": "enachi.yaml"}
 
 
-def _timer(result: dict, *names: str) -> float:
-    """The first of RLlib's timers present in ``result["timers"]`` (seconds, smoothed over iterations)."""
-    timers = result.get("timers", {})
-    for name in names:
-        if name in timers:
-            return float(timers[name])
-    return 0.0
+def _timed(fn, totals: dict, key: str):
+    """``fn`` adding its wall time to ``totals[key]`` (the benchmark's phase split)."""
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            totals[key] += time.perf_counter() - t0
+
+    return wrapper
 
 
 def env_speed(env, seconds: float, seed: int = 0) -> float:
@@ -92,22 +99,28 @@ def bench_world(name: str, *, warmup: int, iterations: int, env_seconds: float, 
     world = worlds.of(cfg)
     set_torch_threads(cfg)
     ray.init(num_cpus=cfg["resources"]["num_cpus"] or 2, include_dashboard=False, log_to_driver=False)
+    import ray.rllib.algorithms.ppo.ppo as ppo_module
+
+    totals = {"sample": 0.0, "learn": 0.0}
+    sampler = ppo_module.synchronous_parallel_sample
     try:
         algo = world.build_algorithm(cfg).build_algo()
+        ppo_module.synchronous_parallel_sample = _timed(sampler, totals, "sample")
+        algo.learner_group.update = _timed(algo.learner_group.update, totals, "learn")
         for _ in range(warmup):
             result = algo.train()
         steps0 = float(result.get("num_env_steps_sampled_lifetime", 0.0)) if warmup else 0.0
-        sample = learn = 0.0
+        totals.update(sample=0.0, learn=0.0)
         t0 = time.perf_counter()
         for _ in range(iterations):
             result = algo.train()
-            sample += _timer(result, "env_runner_sampling_timer", "sample")
-            learn += _timer(result, "learner_update_timer", "learn_throughput", "learn_time_ms")
         wall = time.perf_counter() - t0
+        sample, learn = totals["sample"], totals["learn"]
         steps = float(result["num_env_steps_sampled_lifetime"]) - steps0
         algo.stop()
         raw = env_speed(_training_env(algo.config), env_seconds)
     finally:
+        ppo_module.synchronous_parallel_sample = sampler
         ray.shutdown()
     train = steps / wall
     per_it = wall / iterations

@@ -14,6 +14,8 @@ from typing import Any
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 
+from splitrl.rl.fast_learner import FastStepMixin
+
 
 class ScheduleBeforeUpdateMixin:
     """Set the PPO learner's schedules (RLlib's ``entropy_coeff``, and those a subclass adds to
@@ -30,5 +32,6 @@ class ScheduleBeforeUpdateMixin:
                 scheduler.update(timestep=step)
 
 
-class ScheduledPPOTorchLearner(ScheduleBeforeUpdateMixin, PPOTorchLearner):
-    """RLlib's PPO learner with its schedules set before each update (the LyaPPO world's PPO)."""
+class ScheduledPPOTorchLearner(FastStepMixin, ScheduleBeforeUpdateMixin, PPOTorchLearner):
+    """RLlib's PPO learner with its schedules set before each update and the platform's optimizer
+    step (:mod:`splitrl.rl.fast_learner`): the central agents' PPO (LyaPPO, LyMDO, ENACHI)."""

@@ -143,6 +143,7 @@ def build_algo_config(cfg: dict):
 
         config = config.learners(learner_class=HPPOTorchLearner)
     else:
+        from splitrl.rl.env_runners import CountingMultiAgentEnvRunner
         from splitrl.worlds.emh.modules import EMHPPOTorchLearner
 
         ids = agent_ids(cfg["scenario"]["num_devices"])
@@ -152,7 +153,7 @@ def build_algo_config(cfg: dict):
             )
             .multi_agent(policies=set(ids), policy_mapping_fn=same_agent_id)
             .learners(learner_class=EMHPPOTorchLearner)
-            .env_runners(gym_env_vectorize_mode="sync")
+            .env_runners(gym_env_vectorize_mode="sync", env_runner_cls=CountingMultiAgentEnvRunner)
         )
     return (
         config.env_runners(

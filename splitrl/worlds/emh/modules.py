@@ -40,6 +40,7 @@ from ray.rllib.utils.lambda_defaultdict import LambdaDefaultDict
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
 from splitrl.rl.distributions import hybrid_dist_cls
+from splitrl.rl.fast_learner import FastStepMixin, adam
 from splitrl.rl.nets import init_bias, mlp
 from splitrl.rl.schedules import ScheduleBeforeUpdateMixin
 
@@ -200,7 +201,7 @@ class EMHMultiRLModule(MultiRLModule):
         return {k for k, v in seen.items() if v > 1}
 
 
-class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
+class EMHPPOTorchLearner(FastStepMixin, WindowEntropyMixin, PPOTorchLearner):
     """PPO learner for :class:`EMHMultiRLModule`: each parameter in exactly one optimizer; eq. (19)."""
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
@@ -212,9 +213,7 @@ class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
         params = [p for p in self.get_parameters(self._module[module_id]) if owner[id(p)] == module_id]
         if not params:
             return
-        self.register_optimizer(
-            module_id=module_id, optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=config.lr
-        )
+        self.register_optimizer(module_id=module_id, optimizer=adam(params), params=params, lr_or_lr_schedule=config.lr)
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         module = self.module[module_id].unwrapped()
@@ -237,7 +236,7 @@ class EMHPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
         return total
 
 
-class HPPOTorchLearner(WindowEntropyMixin, PPOTorchLearner):
+class HPPOTorchLearner(FastStepMixin, WindowEntropyMixin, PPOTorchLearner):
     """RLlib's PPO loss for H-PPO's joint agent plus :func:`window_entropy_bonus` over its devices'
     window sizes (the same term EMH-PPO's learner adds)."""
 

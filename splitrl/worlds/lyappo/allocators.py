@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from splitrl.core.checks import require_finite
+from splitrl.core.checks import finite_checked
 
 _LN2 = np.log(2.0)
 
@@ -72,7 +72,7 @@ def _fill(total, index, caps, starts):
     return x.reshape(lead + (xs.shape[-1],))
 
 
-def allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
+def _allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
     """Problem 3: per-service CPU frequencies of one device (Hz).
 
     minimise ``sum_n -tau Q_n f_n + weight * tau * kappa * (sum_n f_n)^3``
@@ -80,7 +80,6 @@ def allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
 
     ``Q``: local backlogs in cycles, shape ``(..., N)``; ``weight`` in cycles^2/J.
     """
-    require_finite("allocate_local_cpu", Q=Q, tau=tau, weight=weight, kappa=kappa, f_max=f_max)
     index, Qs, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
     denom = 3.0 * _flat(_bcast_lead(weight, Q)) * _flat(_bcast_lead(kappa, Q))
     # root = sqrt(Q / denom), +inf where the energy price is zero.
@@ -90,7 +89,10 @@ def allocate_local_cpu(Q, *, tau, weight, kappa, f_max):
     return _fill(total, index, caps, starts)
 
 
-def allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
+allocate_local_cpu = finite_checked("allocate_local_cpu", _allocate_local_cpu)
+
+
+def _allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
     """Problem 4: per-service rates (bit/s) and the device's transmit power (W).
 
     minimise ``sum_n -tau Q_n r_n + weight * tau * p``
@@ -99,16 +101,6 @@ def allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
     ``Q``: transmission backlogs in bits, shape ``(..., N)``; ``gain`` shape ``(...)``;
     ``weight`` in bits^2/J; ``noise_psd`` in W/Hz.  Returns ``(rate (..., N), power (...))``.
     """
-    require_finite(
-        "allocate_transmission",
-        Q=Q,
-        gain=gain,
-        tau=tau,
-        weight=weight,
-        bandwidth=bandwidth,
-        noise_psd=noise_psd,
-        p_max=p_max,
-    )
     Q = np.asarray(Q, dtype=float)
     gain = _flat(_bcast_lead(gain, Q))
     b = _flat(_bcast_lead(bandwidth, Q))
@@ -129,12 +121,17 @@ def allocate_transmission(Q, gain, *, tau, weight, bandwidth, noise_psd, p_max):
     return _fill(total, index, caps, starts), power.reshape(Q.shape[:-1])
 
 
-def allocate_edge_cpu(Q, *, tau, f_max):
+allocate_transmission = finite_checked("allocate_transmission", _allocate_transmission)
+
+
+def _allocate_edge_cpu(Q, *, tau, f_max):
     """Problem 5 / Theorem 1: edge CPU frequencies over all ``K = sum_m N_m`` edge queues (Hz).
 
     maximise ``sum_k tau Q_k f_k`` s.t. ``sum_k f_k <= f_max``, ``0 <= f_k <= Q_k / tau``:
     serve the largest backlogs first, the threshold queue gets the remainder.
     """
-    require_finite("allocate_edge_cpu", Q=Q, tau=tau, f_max=f_max)
     index, _, caps, starts = _sorted_segments(Q, _bcast_lead(tau, Q))
     return _fill(_flat(_bcast_lead(f_max, Q)), index, caps, starts)
+
+
+allocate_edge_cpu = finite_checked("allocate_edge_cpu", _allocate_edge_cpu)

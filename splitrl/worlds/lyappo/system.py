@@ -123,10 +123,10 @@ class LyaPPOSystem:
             fading, arrivals = self._draw(M, N)
             gain = self.mean_gain * fading
             if allocation is None:
-                f_l = allocate_local_cpu(
+                f_l = allocate_local_cpu.unchecked(
                     Q[0], tau=tau, weight=s.lyapunov_weight_local, kappa=s.energy_coefficient, f_max=s.f_local_max_hz
                 )
-                rate, power = allocate_transmission(
+                rate, power = allocate_transmission.unchecked(
                     Q[1],
                     gain,
                     tau=tau,
@@ -135,7 +135,9 @@ class LyaPPOSystem:
                     noise_psd=self._noise,
                     p_max=s.p_max_w,
                 )
-                f_e = allocate_edge_cpu(Q[2].reshape(B, M * N), tau=tau, f_max=s.f_edge_max_hz).reshape(B, M, N)
+                f_e = allocate_edge_cpu.unchecked(Q[2].reshape(B, M * N), tau=tau, f_max=s.f_edge_max_hz).reshape(
+                    B, M, N
+                )
             else:
                 f_l = np.minimum(allocation["f_local"], Q[0] / tau)
                 power = np.where(Q[1].sum(-1) > 0, allocation["power"], 0.0)

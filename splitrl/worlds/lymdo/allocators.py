@@ -27,23 +27,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from splitrl.core.checks import require_finite
+from splitrl.core.checks import finite_checked
 
 _LN2 = np.log(2.0)
 
 
-def md1_sojourn(cycles, lam, f):
+def _md1_sojourn(cycles, lam, f):
     """Mean M/D/1 sojourn time in s of tasks of ``cycles`` cycles arriving at ``lam`` per s on a
     CPU of ``f`` cycles/s: ``(d/2)(1/f + 1/(f - lam d))`` (eq. 2 in an exact form); 0 where
     ``d = 0``, ``inf`` where the queue is unstable (``f <= lam d``)."""
     d = np.asarray(cycles, dtype=float)
     lam = np.asarray(lam, dtype=float)
     f = np.asarray(f, dtype=float)
-    require_finite("md1_sojourn", cycles=d, lam=lam, f=f)
     c = lam * d
     with np.errstate(divide="ignore", invalid="ignore"):
         t = 0.5 * d * (1.0 / f + 1.0 / (f - c))
     return np.where(d == 0, 0.0, np.where(f <= c, np.inf, t))
+
+
+md1_sojourn = finite_checked("md1_sojourn", _md1_sojourn)
 
 
 def ue_cpu_objective(Q, cycles, lam, f, *, V, kappa, tau=1.0, energy_unit=1.0):
@@ -53,7 +55,7 @@ def ue_cpu_objective(Q, cycles, lam, f, *, V, kappa, tau=1.0, energy_unit=1.0):
     return a * np.asarray(f, dtype=float) ** 2 + V * md1_sojourn(d, lam, f)
 
 
-def allocate_ue_cpu(Q, cycles, lam, *, V, kappa, f_max, tau=1.0, energy_unit=1.0, iters=80):
+def _allocate_ue_cpu(Q, cycles, lam, *, V, kappa, f_max, tau=1.0, energy_unit=1.0, iters=80):
     """P3: every UE's CPU frequency in cycles/s, ``(..., N)``.
 
     ``Q``: energy queues (queue units), ``cycles``: per-task cycles on the UE ``d_ue``, ``lam``:
@@ -62,9 +64,6 @@ def allocate_ue_cpu(Q, cycles, lam, *, V, kappa, f_max, tau=1.0, energy_unit=1.0
     raises ``ValueError`` when a UE with work cannot be stable (``f_max <= lam d``)."""
     Q, d, lam = (np.asarray(x, dtype=float) for x in (Q, cycles, lam))
     Q, d, lam, f_max = np.broadcast_arrays(Q, d, lam, np.asarray(f_max, dtype=float))
-    require_finite(
-        "allocate_ue_cpu", Q=Q, cycles=d, lam=lam, f_max=f_max, V=V, kappa=kappa, tau=tau, energy_unit=energy_unit
-    )
     c = lam * d
     active = d > 0
     if np.any(active & (f_max <= c)):
@@ -90,11 +89,13 @@ def allocate_ue_cpu(Q, cycles, lam, *, V, kappa, f_max, tau=1.0, energy_unit=1.0
     return np.where(~active, 0.0, np.where(at_max, f_max, hi))
 
 
-def allocate_edge_cpu_sqrt(cycles_edge, *, f_max):
+allocate_ue_cpu = finite_checked("allocate_ue_cpu", _allocate_ue_cpu, skip=("iters",))
+
+
+def _allocate_edge_cpu_sqrt(cycles_edge, *, f_max):
     """P4: the edge CPU of every UE's VM in cycles/s, ``f_n = F sqrt(d_n) / sum_m sqrt(d_m)``
     (0 where ``d_n = 0``, all 0 when no UE has edge work)."""
     d = np.asarray(cycles_edge, dtype=float)
-    require_finite("allocate_edge_cpu_sqrt", cycles_edge=d, f_max=f_max)
     if np.any(d < 0):
         raise ValueError(f"cycles_edge: expected values >= 0, got {d!r}")
     root = np.sqrt(d)
@@ -102,6 +103,9 @@ def allocate_edge_cpu_sqrt(cycles_edge, *, f_max):
     with np.errstate(divide="ignore", invalid="ignore"):
         share = np.where(total > 0, root / total, 0.0)
     return np.asarray(f_max, dtype=float)[..., None] * share if np.ndim(f_max) else f_max * share
+
+
+allocate_edge_cpu_sqrt = finite_checked("allocate_edge_cpu_sqrt", _allocate_edge_cpu_sqrt)
 
 
 def snr_full_band(gain, *, power_w, bandwidth_hz, noise_psd):
@@ -162,7 +166,7 @@ def _bandwidth_bisection(k, s, active, iters=100):
     return alpha_of(0.5 * (t_lo + t_hi))
 
 
-def allocate_bandwidth(w, snr, *, bandwidth_hz, iters=40, tol=1e-12):
+def _allocate_bandwidth(w, snr, *, bandwidth_hz, iters=40, tol=1e-12):
     """P5: every UE's bandwidth share ``alpha`` (``(..., N)``, summing to 1 over the UEs with
     ``w > 0`` and ``snr > 0``; 0 elsewhere, and all 0 when no UE sends).
 
@@ -171,7 +175,6 @@ def allocate_bandwidth(w, snr, *, bandwidth_hz, iters=40, tol=1e-12):
     w = np.asarray(w, dtype=float)
     s = np.asarray(snr, dtype=float)
     w, s = np.broadcast_arrays(w, s)
-    require_finite("allocate_bandwidth", w=w, snr=s, bandwidth_hz=bandwidth_hz)
     if np.any(w < 0) or np.any(s < 0):
         raise ValueError("w, snr: expected values >= 0")
     lead, n = w.shape[:-1], w.shape[-1]
@@ -209,3 +212,6 @@ def allocate_bandwidth(w, snr, *, bandwidth_hz, iters=40, tol=1e-12):
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = np.where(total > 0, alpha / total, 0.0)
     return alpha.reshape(*lead, n)
+
+
+allocate_bandwidth = finite_checked("allocate_bandwidth", _allocate_bandwidth, skip=("iters", "tol"))

@@ -100,7 +100,7 @@ class LyMDOSystem:
         rate = self.rate if rate is None else rate
         snr = self.snr() if snr is None else snr
         d_ue, d_es, bits, _ = self.loads(partition)
-        f_ue = allocate_ue_cpu(
+        f_ue = allocate_ue_cpu.unchecked(
             Q,
             d_ue,
             rate,
@@ -110,11 +110,11 @@ class LyMDOSystem:
             tau=s.slot_s,
             energy_unit=s.energy_unit_j,
         )
-        f_es = allocate_edge_cpu_sqrt(d_es, f_max=s.f_es_max_hz)
+        f_es = allocate_edge_cpu_sqrt.unchecked(d_es, f_max=s.f_es_max_hz)
         w = bandwidth_weight(
             Q, bits, rate, V=s.lyapunov_v, power_w=s.tx_power_w, tau=s.slot_s, energy_unit=s.energy_unit_j
         )
-        alpha = allocate_bandwidth(w, snr, bandwidth_hz=s.bandwidth_hz)
+        alpha = allocate_bandwidth.unchecked(w, snr, bandwidth_hz=s.bandwidth_hz)
         return f_ue, f_es, alpha
 
     def evaluate(self, partition, f_ue, f_es, alpha, Q=None, W=None, rate=None, snr=None) -> dict:
@@ -126,7 +126,7 @@ class LyMDOSystem:
         rate = self.rate if rate is None else rate
         snr = self.snr() if snr is None else snr
         d_ue, d_es, bits, memory = self.loads(partition)
-        t_ue = md1_sojourn(d_ue, rate, f_ue)
+        t_ue = md1_sojourn.unchecked(d_ue, rate, f_ue)
         r = fdma_rate(alpha, snr, bandwidth_hz=s.bandwidth_hz)
         with np.errstate(divide="ignore", invalid="ignore"):
             t_tx = np.where(bits > 0, bits / r, 0.0)

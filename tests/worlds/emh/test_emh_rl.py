@@ -168,6 +168,126 @@ def test_one_training_step_updates_the_shared_encoder_once(ray_local):
         algo.stop()
 
 
+def test_fast_optimizer_step_equals_rllibs_with_finite_and_with_nan_gradients(ray_local):
+    """The learner's one-check ``apply_gradients`` (splitrl.rl.fast_learner) leaves every
+    parameter and optimizer state exactly where RLlib's own ``apply_gradients`` does, for finite
+    gradients and for a gradient with NaN/inf (which falls back to RLlib's zeroing)."""
+    import copy
+
+    from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+
+    from splitrl.worlds.emh.algorithms import build_algo_config
+
+    algo = build_algo_config(_cfg("emh-ppo")).build_algo()
+    try:
+        learner = algo.learner_group._learner
+        params = learner._params
+        opts = [learner.get_optimizer(m, n) for m, names in learner._module_optimizers.items() for n in names]
+        start = ({k: p.detach().clone() for k, p in params.items()}, [copy.deepcopy(o.state_dict()) for o in opts])
+        g = torch.Generator().manual_seed(0)
+        for poison in (False, True):
+            grads = {k: torch.randn(p.shape, generator=g) for k, p in params.items()}
+            if poison:
+                k = next(iter(grads))
+                grads[k].view(-1)[0], grads[k].view(-1)[1] = float("nan"), float("inf")
+            after = []
+            for step in (type(learner).apply_gradients, TorchLearner.apply_gradients):
+                with torch.no_grad():
+                    for k, p in params.items():
+                        p.copy_(start[0][k])
+                for o, st in zip(opts, start[1]):
+                    o.load_state_dict(copy.deepcopy(st))
+                step(learner, {k: v.clone() for k, v in grads.items()})
+                after.append(
+                    ({k: p.detach().clone() for k, p in params.items()}, [o.state_dict()["state"] for o in opts])
+                )
+            (p_fast, s_fast), (p_rllib, s_rllib) = after
+            assert all(torch.equal(p_fast[k], p_rllib[k]) for k in params)
+            assert all(torch.isfinite(p).all() for p in p_fast.values())
+            assert not torch.equal(p_fast[next(iter(params))], start[0][next(iter(params))])
+            for a, b in zip(s_fast, s_rllib):
+                assert a.keys() == b.keys() and all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+    finally:
+        algo.stop()
+
+
+def test_counting_env_runner_reports_rllibs_numbers_and_samples_the_same(ray_local):
+    """Two samples of 40 env steps each, same seed, by RLlib's MultiAgentEnvRunner and by the
+    counting one: the same episodes (observations, actions, rewards) and the same reduced
+    env/agent/module/episode counters, per sample and lifetime."""
+    from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
+
+    from splitrl.rl.env_runners import CountingMultiAgentEnvRunner
+    from splitrl.worlds.emh.algorithms import build_algo_config
+
+    config = build_algo_config(_cfg("emh-ppo"))
+    assert config.env_runner_cls is CountingMultiAgentEnvRunner
+    runs = []
+    for cls in (CountingMultiAgentEnvRunner, MultiAgentEnvRunner):
+        torch.manual_seed(0)
+        runner = cls(config=config.copy(copy_frozen=False))
+        out = []
+        for _ in range(2):
+            episodes = runner.sample(num_timesteps=40, random_actions=False)
+            metrics = runner.get_metrics()
+            flat = {}
+            for key in (
+                "num_env_steps_sampled",
+                "num_env_steps_sampled_lifetime",
+                "num_episodes",
+                "num_episodes_lifetime",
+                "num_agent_steps_sampled",
+                "num_agent_steps_sampled_lifetime",
+                "num_module_steps_sampled",
+                "num_module_steps_sampled_lifetime",
+            ):
+                value = metrics.get(key)
+                value = value.peek() if hasattr(value, "peek") else value
+                if isinstance(value, dict):
+                    value = {k: (v.peek() if hasattr(v, "peek") else v) for k, v in value.items()}
+                flat[key] = value
+            data = [
+                (e.agent_steps(), e.get_return(), [np.asarray(e.get_observations(-1)[a]) for a in sorted(e.agent_ids)])
+                for e in episodes
+            ]
+            out.append((flat, data))
+        runner.stop()
+        runs.append(out)
+    for (fa, da), (fb, db) in zip(*runs):
+        assert fa == fb and fa["num_env_steps_sampled"] >= 40
+        assert sorted(fa["num_agent_steps_sampled"]) == ["md_0", "md_1", "md_2"]
+        assert sum(fa["num_module_steps_sampled"].values()) == 3 * fa["num_env_steps_sampled"]
+        assert len(da) == len(db)
+        for (na, ra, oa), (nb, rb, ob) in zip(da, db):
+            assert na == nb and ra == pytest.approx(rb, abs=0)
+            assert all(np.array_equal(x, y) for x, y in zip(oa, ob))
+
+
+def test_fused_adam_is_the_for_loop_adams_update_up_to_rounding():
+    from splitrl.rl.fast_learner import adam
+
+    g = torch.Generator().manual_seed(1)
+    shapes = [(512, 9), (512,), (256, 512), (256,), (455, 64), (455,)]
+    init = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in range(50)]
+    runs = []
+    for make in (adam, torch.optim.Adam):
+        ps = [p.clone().requires_grad_(True) for p in init]
+        opt = make(ps)
+        for group in opt.param_groups:
+            group["lr"] = 1e-3
+        for step in grads:
+            for p, gr in zip(ps, step):
+                p.grad = gr.clone()
+            opt.step()
+        runs.append(ps)
+    assert runs[0][0] is not runs[1][0]
+    for a, b, p0 in zip(*runs, init):
+        moved = (b - p0).detach().abs().max()
+        assert moved > 1e-3  # 50 steps of lr 1e-3 moved every tensor
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * float(moved))
+
+
 @pytest.mark.parametrize("name", ["emh-ppo", "h-ppo"])
 def test_window_entropy_bonus_keeps_the_window_head_exploring(ray_local, name):
     """The same first batch (same seed), one update with and without the window bonus: with it,

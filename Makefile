@@ -43,7 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_lymdo.py
 	$(BIN)/python benchmarks/bound_emh.py
 	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_scaling.py --cluster
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_emh_floor.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -99,11 +99,15 @@ def summarize(spec: dict, rows: list[dict]) -> list[dict]:
     return out
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def x_axis(values: list) -> tuple[Any, list[str] | None]:
     """``(position, ticks)`` for a grid key's values on a plot's x axis: numbers at their value
     (``ticks`` None), anything else (a model name, a partitioning, a coefficient schedule) at its
     index in the grid's order, labelled by ``ticks``."""
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if all(_is_number(v) for v in values):
         return float, None
     order = [str(v) for v in values]
     return (lambda v: float(order.index(str(v)))), [fmt_value(v) for v in values]
@@ -112,13 +116,13 @@ def x_axis(values: list) -> tuple[Any, list[str] | None]:
 def log_x(values: list) -> bool:
     """Whether a grid key's values belong on a log axis: all positive numbers spanning at least
     two decades (e.g. Lyapunov V from 0.1 to 10,000)."""
-    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    nums = [v for v in values if _is_number(v)]
     return len(nums) == len(values) > 2 and min(nums) > 0 and max(nums) / min(nums) >= 100
 
 
 def _order(value) -> tuple:
     """Sort key of a grid value: numbers by value, before anything else by its text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if _is_number(value):
         return (0, float(value), "")
     return (1, 0.0, str(value))
 

@@ -44,7 +44,8 @@ def check_store(uri: str, key: str, *, timeout_s: float = 5.0, attempts: int = 2
     """Fail fast before anything is written when ``uri`` is an ``http(s)`` tracking server that
     does not answer: :class:`~splitrl.core.errors.ConfigError` naming ``key`` (where the URI came
     from) within ``attempts * timeout_s`` seconds, instead of MLflow's own minutes of retries.
-    Other stores (``sqlite:``, ``file:``, ``databricks``) are checked when they are opened."""
+    A ``sqlite:`` store's folder must be writable with 10 MiB free (:func:`check_writable`); other
+    stores (``file:``, ``databricks``) are checked when they are opened."""
     import time
     from urllib.error import HTTPError, URLError
     from urllib.parse import urlparse
@@ -53,6 +54,11 @@ def check_store(uri: str, key: str, *, timeout_s: float = 5.0, attempts: int = 2
     from splitrl.core.errors import ConfigError
 
     parsed = urlparse(uri)
+    if parsed.scheme == "sqlite" and uri.startswith("sqlite:///") and ":memory:" not in uri:
+        from splitrl.core.files import check_writable
+
+        check_writable(Path(uri[len("sqlite:///") :]).parent, key, min_free_bytes=10 * 2**20)
+        return
     if parsed.scheme not in ("http", "https"):
         return
     if not parsed.hostname:

@@ -28,7 +28,7 @@ import yaml
 
 from splitrl import worlds
 from splitrl.core.errors import ConfigError
-from splitrl.core.files import atomic_write_text
+from splitrl.core.files import atomic_write_text, check_writable, storage_error
 from splitrl.platform.checkpoints import checkpoint_state, latest_checkpoint, save_checkpoint
 from splitrl.platform.config import set_torch_threads
 from splitrl.platform.loop import new_state, training_iterations
@@ -187,6 +187,7 @@ def train(
     if not mlflow_uri and run_info.get("mlflow_uri"):
         tracker.source = f"{run_dir / 'run.json'} (the resumed run's MLflow store)"
     tracker.check()  # an unreachable server: one line and exit 2 in seconds, before anything is written
+    check_writable(run_dir, "--resume" if resume else "--out")  # a read-only or full disk, likewise
     init_ray(cfg, address)
     set_torch_threads(cfg)
     algo = None
@@ -194,7 +195,12 @@ def train(
     try:
         algo = world.build_algorithm(cfg).build_algo()
         if ckpt is not None:
-            algo.restore_from_path(str((ckpt / "algorithm").resolve()))
+            try:
+                algo.restore_from_path(str((ckpt / "algorithm").resolve()))
+            except Exception as exc:  # a checkpoint from before the manifest, damaged inside
+                raise ConfigError(
+                    "--resume", f"RLlib cannot restore {ckpt / 'algorithm'} ({type(exc).__name__}: {exc})"
+                ) from None
             progress.log(f"resumed from {ckpt} (iteration {state['iteration']}, {int(state['env_steps']):,} env steps)")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -248,6 +254,15 @@ def train(
             summary["compare"] = compare_trained(cfg, last_saved, run_dir, tracker, progress)
         status = "FINISHED"
         return summary
+    except OSError as exc:  # a full or read-only disk mid-run: one line; the last complete checkpoint stays
+        err = storage_error(exc, f"the run directory {run_dir}")
+        if err is None:
+            raise
+        try:
+            kept = f"; the last complete checkpoint is {latest_checkpoint(run_dir)}, continue with --resume {run_dir}"
+        except ConfigError:
+            kept = "; no checkpoint was written"
+        raise type(err)(err.key, err.message + kept) from None
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (Terminated)
         status = "KILLED"
         try:

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from splitrl.core.errors import ConfigError
+from splitrl.core.files import check_writable
 from splitrl.tuning import aggregate
 from splitrl.tuning.spec import fmt_value, spec_fingerprint
 from splitrl.tuning.tracking import SweepCallback, SweepState, Tracking, point_params
@@ -175,6 +176,7 @@ def run_sweep(
             or default_uri()
         )
         check_store(uri, source)  # an unreachable server: one line in seconds, before Ray starts
+    check_writable(out, "--out")  # a read-only or full disk: one line before Ray starts
     init_ray(cfg0, address)
     if threading.current_thread() is threading.main_thread():
         # `ray job stop` and Kubernetes send SIGTERM: stop as on Ctrl-C, so Tune saves its state for

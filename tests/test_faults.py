@@ -248,3 +248,160 @@ def test_a_disk_filling_up_mid_run_is_one_line_keeps_the_last_checkpoint_and_res
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(r) for r in (point / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == list(range(1, last + 2))
+
+
+# ---- the MLflow server going away mid-run -------------------------------------------------------------
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 that a test stops and starts again on the same port."""
+
+    def __init__(self, root: Path):
+        from conftest import VENV_BIN, _free_port
+
+        self.root, self.port, self.bin = root, _free_port(), VENV_BIN / "mlflow"
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> None:
+        import urllib.request
+
+        log = open(self.root / "server.log", "a")
+        self.proc = subprocess.Popen(
+            [
+                str(self.bin),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{self.uri}/health", timeout=2).read() == b"OK":
+                    return
+            except OSError:
+                pass
+            assert self.proc.poll() is None and time.time() < deadline, (self.root / "server.log").read_text()[-2000:]
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # gone at once, as a crashed or unplugged server
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "server"
+    root.mkdir()
+    srv = MlflowServer(root)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _train_until(cfg: Path, cwd: Path, uri: str, events):
+    """`splitrl train` (no compare) against ``uri``; ``events``: ``[(prefix, action)]`` run in order,
+    each when a stderr line starts with its prefix.  Returns (exit status, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "splitrl.platform.cli", "train", str(cfg), "--out", "run", "--no-compare"]
+        + ["--mlflow-uri", uri],
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    seen, todo = [], list(events)
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if todo and line.startswith(todo[0][0]):
+                todo.pop(0)[1](proc)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not todo, f"never saw {todo[0][0]!r}:\n" + "".join(seen[-30:])
+    return proc.returncode, "".join(seen)
+
+
+def _metric_steps(uri: str, run_id: str) -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, "env_steps"))
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(600)
+def test_the_mlflow_server_going_away_and_back_loses_no_iteration(tmp_path, server, monkeypatch):
+    """The server killed at iteration 2 and started again later: training goes on with one line,
+    says when the server is back, and the run's record has every iteration exactly once."""
+    monkeypatch.setenv("SPLITRL_MLFLOW_RETRY_S", "2")
+    cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 200})
+    back = []
+    code, err = _train_until(
+        cfg,
+        tmp_path,
+        server.uri,
+        [
+            ("iter 2/", lambda p: server.stop()),
+            ("splitrl: warning: the MLflow store", lambda p: server.start()),
+            ("splitrl: the MLflow store at", lambda p: back.append(time.time())),
+            ("iter ", lambda p: p.send_signal(signal.SIGINT)),
+        ],
+    )
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    [away] = [line for line in err.splitlines() if line.startswith("splitrl: warning: the MLflow store")]
+    assert f"stopped answering at iteration 3" in away and "training goes on" in away
+    [again] = [line for line in err.splitlines() if line.startswith("splitrl: the MLflow store at")]
+    assert again.endswith(" sent") and "iterations 3-" in again
+    [mlrun] = runs_of(server.uri)
+    assert mlrun.info.status == "KILLED"
+    rows = _rows(tmp_path / "run")
+    assert (
+        _metric_steps(server.uri, mlrun.info.run_id) == [r["iteration"] for r in rows] == list(range(1, len(rows) + 1))
+    )
+    assert "mlflow_pending_from" not in json.loads((tmp_path / "run" / "run.json").read_text())
+
+
+@pytest.mark.timeout(600)
+def test_a_run_ending_while_mlflow_is_away_is_completed_by_resume(tmp_path, server, monkeypatch):
+    """The server killed at iteration 2 for good: the training still ends normally (exit 0), says
+    which iterations the store lacks and how to send them; `--resume` with the server back sends
+    them and ends the run FINISHED, each iteration once."""
+    monkeypatch.setenv("SPLITRL_MLFLOW_RETRY_S", "1")
+    cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 5})
+    t0 = time.perf_counter()
+    code, err = _train_until(cfg, tmp_path, server.uri, [("iter 2/", lambda p: server.stop())])
+    elapsed = time.perf_counter() - t0
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    [end] = [line for line in err.splitlines() if "does not answer: its run" in line]
+    assert "misses iterations 3 onwards" in end and f"--resume {Path('run')}" in end
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["mlflow_pending_from"] == 3
+    assert [r["iteration"] for r in _rows(tmp_path / "run")] == [1, 2, 3, 4, 5]
+    assert elapsed < 240, elapsed  # bounded retries, not MLflow's minutes per call
+
+    server.start()
+    [mlrun] = runs_of(server.uri)
+    assert mlrun.info.status == "RUNNING" and _metric_steps(server.uri, mlrun.info.run_id) == [1, 2]
+    res = splitrl("train", str(cfg), "--resume", "run", "--no-compare", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "iterations 3 onwards sent to the MLflow store" in res.stderr
+    [mlrun] = runs_of(server.uri)
+    assert mlrun.info.status == "FINISHED"
+    assert _metric_steps(server.uri, mlrun.info.run_id) == [1, 2, 3, 4, 5]
+    assert "mlflow_pending_from" not in json.loads((tmp_path / "run" / "run.json").read_text())

@@ -102,10 +102,31 @@ def run_params(cfg: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v)[:500] for k, v in flatten(cfg).items()}
 
 
-class Tracker:
-    """Thin wrapper over the MLflow fluent API; a no-op when tracking is disabled."""
+#: MLflow's HTTP client waits minutes (7 retries, 120 s timeouts) before it reports a server that
+#: went away; a training keeps going instead, so one attempt may take at most ~30 s.  An
+#: environment variable the user sets wins.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
 
-    def __init__(self, tracking_cfg: Mapping[str, Any], uri_override: str | None = None):
+#: seconds between attempts to reach a tracking server that stopped answering
+#: (``SPLITRL_MLFLOW_RETRY_S`` overrides it)
+RETRY_S = float(os.environ.get("SPLITRL_MLFLOW_RETRY_S", "20"))
+
+
+class Tracker:
+    """One MLflow run of a training job; a no-op when tracking is disabled.
+
+    A server that stops answering mid-run does not stop the training: metrics wait in memory
+    (``metrics.jsonl`` in the run directory holds them all anyway) and are sent when the server
+    answers again, tried every :data:`RETRY_S` seconds; ``notify`` gets one line when it goes
+    away and one when it is back.  :attr:`pending_from` is the first iteration the store lacks
+    (``None``: it has them all); the train loop keeps it in ``run.json``, and a ``--resume``
+    sends those rows from ``metrics.jsonl`` and ends the run properly (:meth:`replay`)."""
+
+    def __init__(self, tracking_cfg: Mapping[str, Any], uri_override: str | None = None, notify=None):
         self.enabled = bool(tracking_cfg.get("enabled", True))
         self.uri = (
             uri_override or tracking_cfg.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
@@ -122,21 +143,29 @@ class Tracker:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.resumed_elsewhere: str | None = None  # a resumed run's id that the store does not hold
+        self.notify = notify or (lambda msg: None)
+        self.pending: list[tuple[dict[str, float], int]] = []
+        self.pending_from: int | None = None
+        self._next_try = 0.0
+        if self.uri.startswith(("http://", "https://")):
+            for name, value in HTTP_LIMITS.items():
+                os.environ.setdefault(name, value)
 
     def check(self) -> None:
         """:func:`check_store` for this tracker's URI (nothing when tracking is disabled)."""
         if self.enabled:
             check_store(self.uri, self.source)
 
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.uri)
+
     def start(self, run_name: str, tags: Mapping[str, str], run_id: str | None = None) -> str | None:
         if not self.enabled:
             return None
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        mlflow.set_tracking_uri(self.uri)
-        self.experiment_id = experiment_id(MlflowClient(self.uri), self.experiment)
-        mlflow.set_experiment(experiment_id=self.experiment_id)
+        client = self._client()
+        self.experiment_id = experiment_id(client, self.experiment)
         tags = dict(tags)
         if run_id is not None and not self._has_run(run_id):
             # a resumed job pointed at another store (a copied run directory, a new server), or
@@ -145,54 +174,129 @@ class Tracker:
             self.resumed_elsewhere = run_id
             tags["splitrl.resumed_from_run"] = run_id
             run_id = None
-        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
-        self.run_id = run.info.run_id
-        mlflow.set_tags(tags)
+        if run_id is None:
+            run_id = client.create_run(self.experiment_id, run_name=run_name).info.run_id
+        else:
+            client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+        from mlflow.entities import RunTag
+
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return self.run_id
 
     def _has_run(self, run_id: str) -> bool:
         """Whether the store holds ``run_id`` as a run that can be continued (not deleted: MLflow
         refuses to start a deleted run)."""
         from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
 
         try:
-            return MlflowClient(self.uri).get_run(run_id).info.lifecycle_stage == "active"
+            return self._client().get_run(run_id).info.lifecycle_stage == "active"
         except MlflowException:
             return False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self.run_id:
-            import mlflow
+            from mlflow.entities import Param
             from mlflow.exceptions import MlflowException
 
             try:
-                mlflow.log_params(dict(params))
+                self._client().log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
             except MlflowException:
                 # A resumed run already holds these params (MLflow forbids changing them).
                 pass
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if self.run_id:
-            import mlflow
+        """Send one iteration's metrics, or keep them until the server answers again."""
+        if not self.run_id:
+            return
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        if clean:
+            self.pending.append((clean, step))
+        self.flush()
 
-            clean = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
-            if clean:
-                mlflow.log_metrics(clean, step=step)
+    def flush(self, force: bool = False) -> bool:
+        """Send what waits; ``False`` while the server does not answer (tried again after
+        :data:`RETRY_S`, or now with ``force``)."""
+        import time
+
+        if not self.run_id or not self.pending:
+            return True
+        if self.pending_from is not None and not force and time.monotonic() < self._next_try:
+            return False
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        rows = [Metric(k, v, now, step) for values, step in self.pending for k, v in values.items()]
+        try:
+            client = self._client()
+            for i in range(0, len(rows), 1000):  # MLflow's limit per batch
+                client.log_batch(self.run_id, metrics=rows[i : i + 1000])
+        except Exception as exc:  # noqa: BLE001 -- any failure of the store: keep the rows, go on
+            self._next_try = time.monotonic() + RETRY_S
+            if self.pending_from is None:
+                self.pending_from = self.pending[0][1]
+                self.notify(
+                    f"splitrl: warning: the MLflow store at {self.uri} stopped answering at iteration "
+                    f"{self.pending_from} ({_reason(exc)}); training goes on, metrics are kept in "
+                    f"metrics.jsonl and sent when it is back (tried every {RETRY_S:.0f} s)"
+                )
+            return False
+        if self.pending_from is not None:
+            self.notify(
+                f"splitrl: the MLflow store at {self.uri} answers again: iterations "
+                f"{self.pending_from}-{self.pending[-1][1]} sent"
+            )
+        self.pending.clear()
+        self.pending_from = None
+        return True
+
+    def replay(self, rows: list[dict], since: int) -> None:
+        """A resumed run whose store missed iterations ``since`` onwards: send those rows of
+        ``metrics.jsonl`` (each ``{"iteration": n, **metrics}``)."""
+        for row in rows:
+            if row.get("iteration", 0) >= since:
+                metrics = {k: v for k, v in row.items() if k != "iteration" and isinstance(v, (int, float))}
+                self.pending.append((metrics, int(row["iteration"])))
+        if self.flush(force=True) and self.pending_from is None:
+            self.notify(f"splitrl: iterations {since} onwards sent to the MLflow store (missed before)")
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self.run_id:
-            import mlflow
-
             p = Path(path)
-            if p.is_dir():
-                mlflow.log_artifacts(str(p), artifact_path=artifact_path)
-            else:
-                mlflow.log_artifact(str(p), artifact_path=artifact_path)
+            try:
+                if p.is_dir():
+                    self._client().log_artifacts(self.run_id, str(p), artifact_path=artifact_path)
+                else:
+                    self._client().log_artifact(self.run_id, str(p), artifact_path=artifact_path)
+            except Exception as exc:  # noqa: BLE001 -- the store went away: the file stays in the run directory
+                self.notify(f"splitrl: warning: {p} not sent to the MLflow store ({_reason(exc)}); it stays on disk")
 
-    def end(self, status: str = "FINISHED") -> None:
-        if self.run_id:
-            import mlflow
+    def end(self, status: str = "FINISHED") -> bool:
+        """End the run with ``status`` after sending what waits; ``False`` when the store could
+        not be reached (the run stays open there until a ``--resume`` ends it)."""
+        if not self.run_id:
+            return True
+        run_id, self.run_id = self.run_id, None
+        if not self._flush_for(run_id):
+            return False  # its end is the resume's job, after the missing metrics
+        try:
+            self._client().set_terminated(run_id, status)
+        except Exception:  # noqa: BLE001 -- the store went away after the last metrics
+            return False
+        return True
 
-            mlflow.end_run(status=status)
+    def _flush_for(self, run_id: str) -> bool:
+        self.run_id = run_id
+        try:
+            return self.flush(force=True)
+        finally:
             self.run_id = None
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure of the store in a few words (MLflow's messages run to screens of retries)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for marker in ("Connection refused", "timed out", "Name or service not known", "Max retries exceeded"):
+        if marker in str(exc):
+            return marker.lower() if marker != "Max retries exceeded" else "no answer after retries"
+    return text[:160]

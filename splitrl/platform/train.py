@@ -183,7 +183,7 @@ def train(
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ConfigError(str(run_dir), "output directory exists and is not empty (use --resume to continue it)")
 
-    tracker = Tracker(cfg["tracking"], uri_override=mlflow_uri or run_info.get("mlflow_uri"))
+    tracker = Tracker(cfg["tracking"], uri_override=mlflow_uri or run_info.get("mlflow_uri"), notify=progress.log)
     if not mlflow_uri and run_info.get("mlflow_uri"):
         tracker.source = f"{run_dir / 'run.json'} (the resumed run's MLflow store)"
     tracker.check()  # an unreachable server: one line and exit 2 in seconds, before anything is written
@@ -222,17 +222,24 @@ def train(
                 f"stay in {run_info.get('mlflow_uri')})"
             )
         if run_id:
-            (run_dir / "run.json").write_text(json.dumps({"mlflow_uri": tracker.uri, "mlflow_run_id": run_id}) + "\n")
+            write_run_info(run_dir, tracker, run_id)
             tracker.log_params(run_params(cfg))
+            missed = run_info.get("mlflow_pending_from") if run_info.get("mlflow_run_id") == run_id else None
+            if missed is not None:  # the store was away when the run stopped: send what it missed
+                tracker.replay(read_metrics(run_dir / "metrics.jsonl"), since=missed)
+                write_run_info(run_dir, tracker, run_id)
 
         every = cfg["resources"]["checkpoint_every"]
         metrics: dict[str, float] = {}
         last_saved = None
         with (run_dir / "metrics.jsonl").open("a") as mlog:
             for metrics, last in training_iterations(algo, cfg, world, state):
-                tracker.log_metrics(metrics, step=state["iteration"])
                 mlog.write(json.dumps({"iteration": state["iteration"], **metrics}) + "\n")
                 mlog.flush()
+                missed = tracker.pending_from
+                tracker.log_metrics(metrics, step=state["iteration"])
+                if tracker.pending_from != missed:  # the store went away or came back
+                    write_run_info(run_dir, tracker, run_id)
                 progress.update(state["iteration"], cfg["stop"], metrics)
                 if last or state["iteration"] % every == 0:
                     last_saved = save_checkpoint(algo, run_dir, state, cfg)
@@ -278,7 +285,37 @@ def train(
     finally:
         if algo is not None:
             algo.stop()
-        tracker.end(status)
+        run_id = tracker.run_id
+        if not tracker.end(status):
+            write_run_info(run_dir, tracker, run_id)
+            print(
+                f"splitrl: warning: the MLflow store at {tracker.uri} does not answer: its run {run_id} "
+                + (
+                    f"misses iterations {tracker.pending_from} onwards (they are in {run_dir / 'metrics.jsonl'}) and "
+                    if tracker.pending_from is not None
+                    else ""
+                )
+                + f"is not ended there; when it answers, `splitrl train CONFIG --resume {run_dir}` "
+                + ("sends them and ends it" if tracker.pending_from is not None else "ends it"),
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def write_run_info(run_dir: Path, tracker: Tracker, run_id: str | None) -> None:
+    """``run.json``: the MLflow store and run a resume continues, and the first iteration that
+    store lacks (``mlflow_pending_from``) while it does not answer."""
+    info = {"mlflow_uri": tracker.uri, "mlflow_run_id": run_id}
+    if tracker.pending_from is not None:
+        info["mlflow_pending_from"] = tracker.pending_from
+    atomic_write_text(run_dir / "run.json", json.dumps(info) + "\n")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (none if it is missing)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def compare_trained(cfg: dict, ckpt: Path, run_dir: Path, tracker: Tracker, progress: Progress) -> dict:

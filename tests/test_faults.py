@@ -405,3 +405,38 @@ def test_a_run_ending_while_mlflow_is_away_is_completed_by_resume(tmp_path, serv
     assert mlrun.info.status == "FINISHED"
     assert _metric_steps(server.uri, mlrun.info.run_id) == [1, 2, 3, 4, 5]
     assert "mlflow_pending_from" not in json.loads((tmp_path / "run" / "run.json").read_text())
+
+
+# ---- secrets ---------------------------------------------------------------------------------------
+def _holders(root: Path, secret: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
+
+
+@pytest.mark.timeout(600)
+def test_no_planted_secret_reaches_the_run_directory_or_the_mlflow_record(tmp_path, server, monkeypatch):
+    """A password in the tracking URI and credentials in the environment: the run trains against
+    the server, and neither its run directory (config, checkpoints, metrics, run.json) nor the
+    server's database and artifacts nor the output hold them."""
+    secrets = {"uri": "uri-pw-4f1c9e", "MLFLOW_TRACKING_PASSWORD": "env-pw-8b2d71", "SPLITRL_API_TOKEN": "tok-63a0f5"}
+    for name in ("MLFLOW_TRACKING_PASSWORD", "SPLITRL_API_TOKEN"):
+        monkeypatch.setenv(name, secrets[name])
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "splitrl")
+    uri = server.uri.replace("http://", f"http://splitrl:{secrets['uri']}@")
+    cfg = write_cfg(tmp_path / "c.yaml", stop={"iterations": 1})
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    res = subprocess.run(
+        [sys.executable, "-m", "splitrl.platform.cli", "train", str(cfg), "--out", "run", "--mlflow-uri", uri],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=500,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    [mlrun] = runs_of(server.uri)
+    assert mlrun.info.status == "FINISHED"
+    for secret in secrets.values():
+        assert secret not in res.stdout + res.stderr
+        assert _holders(tmp_path / "run", secret.encode()) == []
+        assert _holders(server.root, secret.encode()) == []  # the store's database and artifacts
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["mlflow_uri"].startswith("http://splitrl:***@")

@@ -43,7 +43,11 @@ def write_checkpoint(algo, path: Path, state: dict, cfg: dict) -> Path:
         algo.save_to_path(str((tmp / "algorithm").resolve()))
         files = _manifest(tmp / "algorithm", sync=True)
         meta = tmp / "splitrl.json"
-        meta.write_text(json.dumps({**state, "config": cfg, "files": files}, indent=1, default=str) + "\n")
+        from splitrl.platform.tracking import public_config  # no credential in a file MLflow may store
+
+        meta.write_text(
+            json.dumps({**state, "config": public_config(cfg), "files": files}, indent=1, default=str) + "\n"
+        )
         _fsync(meta)
     except BaseException as exc:  # a full disk, an interruption: no half-written checkpoint stays behind
         shutil.rmtree(tmp, ignore_errors=True)

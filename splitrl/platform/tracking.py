@@ -63,10 +63,20 @@ def check_store(uri: str, key: str, *, timeout_s: float = 5.0, attempts: int = 2
         return
     if not parsed.hostname:
         raise ConfigError(key, f"{uri!r} has no host (expected e.g. http://127.0.0.1:5000)")
+    # the URL without its user part (urllib cannot open it), the credentials as a header
+    from urllib.request import Request
+
+    netloc = parsed.netloc.rsplit("@", 1)[-1]
+    health = Request(parsed._replace(netloc=netloc).geturl().rstrip("/") + "/health")
+    if parsed.username is not None:
+        import base64
+
+        pair = f"{parsed.username}:{parsed.password or ''}".encode()
+        health.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     reason = ""
     for attempt in range(attempts):
         try:
-            with urlopen(uri.rstrip("/") + "/health", timeout=timeout_s):
+            with urlopen(health, timeout=timeout_s):
                 return
         except HTTPError as exc:
             if exc.code in (401, 403):  # an authenticating server answers: MLflow's client has the credentials
@@ -76,7 +86,7 @@ def check_store(uri: str, key: str, *, timeout_s: float = 5.0, attempts: int = 2
             reason = str(getattr(exc, "reason", exc))
         if attempt + 1 < attempts:
             time.sleep(0.5)
-    raise ConfigError(key, f"no MLflow server answers at {uri} ({reason}); start one or pick another store")
+    raise ConfigError(key, f"no MLflow server answers at {redact_uri(uri)} ({reason}); start one or pick another store")
 
 
 def git_commit() -> str:
@@ -97,9 +107,45 @@ def git_commit() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
+#: parts of a key's name that mark a credential: its value is never logged
+SECRET_WORDS = ("token", "password", "passwd", "secret", "credential", "api_key", "apikey")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without a password in its user part (``http://user:***@host``); MLflow takes the
+    credentials from ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` instead."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def public_config(cfg: Any) -> Any:
+    """``cfg`` as it may be written and logged: credential-named keys ``***``, URI passwords cut."""
+    if isinstance(cfg, Mapping):
+        return {
+            k: "***" if v is not None and any(w in str(k).lower() for w in SECRET_WORDS) else public_config(v)
+            for k, v in cfg.items()
+        }
+    if isinstance(cfg, list):
+        return [public_config(v) for v in cfg]
+    return redact_uri(cfg) if isinstance(cfg, str) else cfg
+
+
 def run_params(cfg: Mapping[str, Any]) -> dict[str, str]:
-    """The resolved config, flattened to ``section.key`` strings (lists as text)."""
-    return {k: str(v)[:500] for k, v in flatten(cfg).items()}
+    """The resolved config, flattened to ``section.key`` strings (lists as text); a key named like
+    a credential (:data:`SECRET_WORDS`) is shown as ``***`` and URIs lose their passwords."""
+    out = {}
+    for k, v in flatten(cfg).items():
+        text = "***" if any(w in k.lower() for w in SECRET_WORDS) and v is not None else redact_uri(str(v))
+        out[k] = text[:500]
+    return out
 
 
 #: MLflow's HTTP client waits minutes (7 retries, 120 s timeouts) before it reports a server that
@@ -150,6 +196,8 @@ class Tracker:
         if self.uri.startswith(("http://", "https://")):
             for name, value in HTTP_LIMITS.items():
                 os.environ.setdefault(name, value)
+            if redact_uri(self.uri) != self.uri:  # MLflow prints run links with the URI's password
+                os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
     def check(self) -> None:
         """:func:`check_store` for this tracker's URI (nothing when tracking is disabled)."""
@@ -236,14 +284,14 @@ class Tracker:
             if self.pending_from is None:
                 self.pending_from = self.pending[0][1]
                 self.notify(
-                    f"splitrl: warning: the MLflow store at {self.uri} stopped answering at iteration "
+                    f"splitrl: warning: the MLflow store at {redact_uri(self.uri)} stopped answering at iteration "
                     f"{self.pending_from} ({_reason(exc)}); training goes on, metrics are kept in "
                     f"metrics.jsonl and sent when it is back (tried every {RETRY_S:.0f} s)"
                 )
             return False
         if self.pending_from is not None:
             self.notify(
-                f"splitrl: the MLflow store at {self.uri} answers again: iterations "
+                f"splitrl: the MLflow store at {redact_uri(self.uri)} answers again: iterations "
                 f"{self.pending_from}-{self.pending[-1][1]} sent"
             )
         self.pending.clear()

@@ -32,7 +32,7 @@ from splitrl.core.files import atomic_write_text, check_writable, storage_error
 from splitrl.platform.checkpoints import checkpoint_state, latest_checkpoint, save_checkpoint
 from splitrl.platform.config import set_torch_threads
 from splitrl.platform.loop import new_state, training_iterations
-from splitrl.platform.tracking import Tracker, git_commit, run_params
+from splitrl.platform.tracking import Tracker, git_commit, public_config, redact_uri, run_params
 
 
 # ---- progress ------------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def train(
                 ) from None
             progress.log(f"resumed from {ckpt} (iteration {state['iteration']}, {int(state['env_steps']):,} env steps)")
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(public_config(cfg), sort_keys=False))
         run_id = tracker.start(
             run_name,
             {
@@ -217,7 +217,7 @@ def train(
         )
         if tracker.resumed_elsewhere:
             progress.log(
-                f"MLflow run {tracker.resumed_elsewhere} is not in {tracker.uri} or was deleted there: "
+                f"MLflow run {tracker.resumed_elsewhere} is not in {redact_uri(tracker.uri)} or was deleted there: "
                 f"continuing in a new run {run_id} there (tag splitrl.resumed_from_run; earlier metrics "
                 f"stay in {run_info.get('mlflow_uri')})"
             )
@@ -252,7 +252,7 @@ def train(
             "run_dir": str(run_dir),
             "checkpoint": str(last_saved),
             "mlflow_run_id": tracker.run_id,
-            "mlflow_uri": tracker.uri if tracker.enabled else None,
+            "mlflow_uri": redact_uri(tracker.uri) if tracker.enabled else None,
             "mlflow_experiment_id": tracker.experiment_id,
             **state,
             "metrics": metrics,
@@ -289,7 +289,7 @@ def train(
         if not tracker.end(status):
             write_run_info(run_dir, tracker, run_id)
             print(
-                f"splitrl: warning: the MLflow store at {tracker.uri} does not answer: its run {run_id} "
+                f"splitrl: warning: the MLflow store at {redact_uri(tracker.uri)} does not answer: its run {run_id} "
                 + (
                     f"misses iterations {tracker.pending_from} onwards (they are in {run_dir / 'metrics.jsonl'}) and "
                     if tracker.pending_from is not None
@@ -305,7 +305,7 @@ def train(
 def write_run_info(run_dir: Path, tracker: Tracker, run_id: str | None) -> None:
     """``run.json``: the MLflow store and run a resume continues, and the first iteration that
     store lacks (``mlflow_pending_from``) while it does not answer."""
-    info = {"mlflow_uri": tracker.uri, "mlflow_run_id": run_id}
+    info = {"mlflow_uri": redact_uri(tracker.uri), "mlflow_run_id": run_id}
     if tracker.pending_from is not None:
         info["mlflow_pending_from"] = tracker.pending_from
     atomic_write_text(run_dir / "run.json", json.dumps(info) + "\n")
